@@ -171,8 +171,8 @@ def open_store(path: str | os.PathLike, create: bool = False) -> Store:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreError(f"{root}: store.json does not describe an rt-blackbox store")
         version = meta.get("version")
-        if version != VERSION:
-            if isinstance(version, int) and version > VERSION:
+        if type(version) is not int or version != VERSION:
+            if type(version) is int and version > VERSION:
                 raise StoreError(
                     f"{root}: store format version {version} is newer than this rt-blackbox "
                     f"understands ({VERSION}); upgrade rt-blackbox"
@@ -217,7 +217,9 @@ def _split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
     """Split rows by the UTC day of ``ts``, keeping their order inside each day."""
     if table.num_rows == 0:
         return []
-    days = pc.floor(pc.divide(table["ts"].cast(pa.int64()).cast(pa.float64()), 86_400_000_000.0))
+    micros = table["ts"].cast(pa.int64())
+    # floor division (pyarrow's integer divide truncates towards zero, wrong before 1970)
+    days = pc.divide(pc.subtract(micros, pc.if_else(pc.less(micros, 0), 86_400_000_000 - 1, 0)), 86_400_000_000)
     uniq = pc.unique(days).to_pylist()
     if len(uniq) == 1:
         only = uniq[0]
