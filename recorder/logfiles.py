@@ -27,13 +27,13 @@ from recorder.logpresets import Context, LinePreset, Preset, detect_preset, make
 from recorder.store import StoreWriter
 
 FP_BYTES = 1024  # bytes of the file head that identify it
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 4 << 20
 MAX_BLOCK_BYTES = 256 << 20  # a record larger than this is cut (the rest becomes its own record)
 POLL_SECONDS = 0.2
 IDLE_EMIT_SECONDS = 1.0  # a held-back last record is written once its file is quiet this long
 ROTATED_QUIET_SECONDS = 1.0  # a rotated-away file is drained and closed once quiet this long
 WRITER_NAME = "logs"
-PARALLEL_MIN_BYTES = 4 << 20  # blocks of twice this are parsed as two halves in parallel
+PARALLEL_MIN_BYTES = 1 << 20  # blocks of twice this are parsed as two halves in parallel
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rt-record-parse")
 
 
@@ -49,7 +49,7 @@ class Appender:
     while this one is written (Polars and PyArrow release the GIL). ``sync`` waits for
     every queued append and re-raises the first error."""
 
-    def __init__(self, writer: StoreWriter, depth: int = 2) -> None:
+    def __init__(self, writer: StoreWriter, depth: int = 1) -> None:
         self.writer = writer
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None

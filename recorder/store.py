@@ -261,7 +261,7 @@ class StoreWriter:
         *,
         create: bool = True,
         flush_rows: int = 1_000_000,
-        flush_bytes: int = 96 << 20,
+        flush_bytes: int = 24 << 20,
         flush_interval: float = 1.0,
         segment_bytes: int = 256 << 20,
         compression: str = "zstd",
