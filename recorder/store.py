@@ -203,6 +203,40 @@ def open_store(path: str | os.PathLike, create: bool = False) -> Store:
     return Store(root, meta)
 
 
+class WalReader:
+    """Iterate the entries of one WAL segment: ``(lsn, meta, rows)`` with ``rows()`` lazy.
+
+    Stops at the first torn or corrupt entry; ``torn_at`` is then its byte position (None
+    when the segment is whole). Used by recovery, and by tests and tools that inspect a WAL.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.torn_at: int | None = None
+
+    def __iter__(self):
+        data = Path(self.path).read_bytes()
+        pos = 0
+        while pos < len(data):
+            if len(data) - pos < _HEADER.size:
+                self.torn_at = pos
+                return
+            magic, crc, lsn, length = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            if magic != _MAGIC or end > len(data):
+                self.torn_at = pos
+                return
+            body = data[pos + _HEADER.size : end]
+            if zlib.crc32(struct.pack("<QI", lsn, length) + body) != crc:
+                self.torn_at = pos
+                return
+            pos = end
+            (meta_len,) = _U32.unpack_from(body, 0)
+            meta = json.loads(body[4 : 4 + meta_len])
+            ipc = pa.py_buffer(body[4 + meta_len :])
+            yield lsn, meta, (lambda ipc=ipc: pa.ipc.open_stream(ipc).read_all())
+
+
 def empty_table(table: str) -> pa.Table:
     return SCHEMAS[table].empty_table()
 
@@ -508,28 +542,14 @@ class StoreWriter:
 
     def _replay_segment(self, seg: Path) -> int | None:
         """Re-buffer entries after the committed LSN; return the good length if the tail is torn."""
-        data = seg.read_bytes()
-        pos = 0
-        while pos < len(data):
-            if len(data) - pos < _HEADER.size:
-                return pos
-            magic, crc, lsn, length = _HEADER.unpack_from(data, pos)
-            end = pos + _HEADER.size + length
-            if magic != _MAGIC or end > len(data):
-                return pos
-            body = data[pos + _HEADER.size : end]
-            if zlib.crc32(struct.pack("<QI", lsn, length) + body) != crc:
-                return pos
-            pos = end
+        entries = WalReader(seg)
+        for lsn, meta, rows in entries:
             self._next_lsn = max(self._next_lsn, lsn + 1)
             if lsn <= self.committed_lsn:
                 continue
-            (meta_len,) = _U32.unpack_from(body, 0)
-            meta = json.loads(body[4 : 4 + meta_len])
-            rows = pa.ipc.open_stream(pa.py_buffer(body[4 + meta_len :])).read_all()
-            self._buffer(meta["table"], rows, meta.get("checkpoints", {}), lsn)
+            self._buffer(meta["table"], rows(), meta.get("checkpoints", {}), lsn)
             self.recovered_entries += 1
-        return None
+        return entries.torn_at
 
     def _write_state(self, renames: list) -> None:
         _write_json_atomic(
