@@ -362,7 +362,7 @@ class LogStream:
         if self.preset_name == "auto":
             self.preset, score = detect_preset(sample, self.pattern)
             self.summary.detected = True
-            how = f"auto, {score:.0%} of the first lines matched" if score else "auto: no preset matched, lines kept unparsed"
+            how = f"auto-detected, fit {score:.2f}" if score else "auto: no preset matched, lines kept unparsed"
             self.say(f"{self.path}: preset {self.preset.name} ({how})")
         else:
             self.preset = make_preset(self.preset_name, self.pattern)
@@ -376,7 +376,11 @@ class LogStream:
         s.bytes += nbytes
         if table.num_rows:
             parsed = table["parsed"]
-            s.unparsed += table.num_rows - (pc.sum(parsed).as_py() or 0)
+            unparsed = table.num_rows - (pc.sum(parsed).as_py() or 0)
+            if unparsed and s.unparsed == 0:
+                first = table.filter(pc.invert(parsed))["raw"][0].as_py()
+                s.notes.append(f"first line the {s.preset} preset could not parse: {first[:200]!r}")
+            s.unparsed += unparsed
             s.no_time += pc.sum(pc.and_(parsed, pc.is_null(table["ts"]))).as_py() or 0
 
     def pump(self, *, eof: bool, emit_last: bool, progress=None) -> bool:
