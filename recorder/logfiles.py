@@ -593,6 +593,7 @@ def record_logs(
             total = sum(os.path.getsize(p) for p in paths)
             advance = progress_factory(total) if progress_factory else None
             for s in streams:
+                appender.sync()  # the checkpoints of the files before are known (a file named twice)
                 if s.open(required=True):
                     s.pump(eof=True, emit_last=True, progress=advance)
                     s.close(final=False)

@@ -10,7 +10,6 @@ a complete export. Lines no preset matches are kept with ``parsed = false``.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Callable
@@ -71,7 +70,10 @@ ERROR_CODES = sorted(
     key=len,
     reverse=True,
 )
-_CODE_RE = r"\b(" + "|".join(ERROR_CODES) + r")(?::|\b)"
+_CODE_ALT = "|".join(ERROR_CODES)
+# Only these two forms: a bare word is too often something else ("Error 401: Unauthorized" in a
+# frame dump, a list of codes in a notification).
+_CODE_RE = rf"\berror_code=(?P<kv>{_CODE_ALT})\b|\b(?P<prefix>{_CODE_ALT}):"
 _CODE_RX = re.compile(_CODE_RE)
 
 
@@ -109,7 +111,7 @@ def split_lines(block: bytes, eof: bool) -> tuple[pl.Series, np.ndarray]:
     arr = np.frombuffer(block, dtype=np.uint8)
     nl = np.flatnonzero(arr == 10)
     ends = nl + 1
-    if eof and (len(ends) == 0 or ends[-1] != len(block)):
+    if eof and len(block) and (len(ends) == 0 or ends[-1] != len(block)):  # nothing at all is no line
         ends = np.append(ends, len(block))
     starts = np.empty(len(ends), dtype=np.int64)
     if len(ends):
@@ -183,6 +185,14 @@ class LinePreset(Preset):
         """The message part of a head line (default: what follows the matched prefix)."""
         return pl.col("line").str.slice(pl.col("_p").str.len_chars())
 
+    def continuation(self) -> pl.Expr | None:
+        """The message part of a continuation line, or None when it is the whole line (default).
+
+        Evaluated over all lines of the block; ``_new`` marks record heads, so values of the
+        head can be carried to its continuation lines with a forward fill.
+        """
+        return None
+
     def parse(self, block: bytes, base: int, ctx: Context, *, eof: bool, emit_last: bool) -> Block:
         """Parse ``block`` (bytes at file offset ``base``) into ``logs`` rows.
 
@@ -212,26 +222,26 @@ class LinePreset(Preset):
             if df.height == 0:
                 return Block(LOGS_SCHEMA.empty_table(), 0, ctx.state)
         consumed = int(df["off"][-1] + df["len"][-1])
-        cont = (
-            df.filter(~pl.col("_new"))
-            .group_by("_rec", maintain_order=True)
-            .agg(pl.col("line").str.join("\n").alias("_cont"))
-        )
+        cont_msg = self.continuation()
+        aggs = [pl.col("line").str.join("\n").alias("_cont")]
+        if cont_msg is not None:
+            df = df.with_columns(_cmsg=cont_msg)
+            aggs.append(pl.col("_cmsg").str.join("\n").alias("_cont_msg"))
+        cont = df.filter(~pl.col("_new")).group_by("_rec", maintain_order=True).agg(aggs)
         heads = df.filter(pl.col("_new"))
         if cont.height:
             heads = heads.join(cont, on="_rec", how="left")
         else:
-            heads = heads.with_columns(_cont=pl.lit(None, dtype=pl.String))
+            heads = heads.with_columns(_cont=pl.lit(None, dtype=pl.String), _cont_msg=pl.lit(None, dtype=pl.String))
         parsed = pl.col("_start") & (pl.col("_seen") > 0)
         with_cont = pl.col("_cont").is_not_null()
         head_msg = pl.when(parsed).then(self.message()).otherwise(pl.col("line"))
+        msg_cont = pl.col("_cont_msg" if cont_msg is not None else "_cont")
         heads = heads.with_columns(
             raw=pl.when(with_cont).then(pl.concat_str([pl.col("line"), pl.lit("\n"), pl.col("_cont")])).otherwise(
                 pl.col("line")
             ),
-            message=pl.when(with_cont).then(pl.concat_str([head_msg, pl.lit("\n"), pl.col("_cont")])).otherwise(
-                head_msg
-            ),
+            message=pl.when(with_cont).then(pl.concat_str([head_msg, pl.lit("\n"), msg_cont])).otherwise(head_msg),
             parsed=parsed,
         )
         # Heads that are not record starts (orphans) get no fields; run the preset on starts only.
@@ -243,7 +253,8 @@ class LinePreset(Preset):
 def assemble(heads: pl.DataFrame, ctx: Context, base: int) -> pa.Table:
     """Finish rows: normalise level, find error codes, redact, null fields of unparsed rows."""
     parsed = pl.col("parsed")
-    code_from_msg = pl.col("message").str.extract(_CODE_RE, 1)
+    found = pl.col("message").str.extract_groups(_CODE_RE)
+    code_from_msg = pl.coalesce(found.struct.field("kv"), found.struct.field("prefix"))
     df = heads.select(
         ts=pl.when(parsed).then(pl.col("ts")),
         source=pl.lit(ctx.source, dtype=pl.String),
@@ -371,6 +382,15 @@ class PythonPreset(LinePreset):
                 .str.replace(",", ".", literal=True)
                 .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
             )
+            if "msecs" in cols:
+                # ``%(asctime)s.%(msecs)03d`` with a datefmt that has no fraction: the
+                # milliseconds are in their own field
+                msecs_us = (pl.col("msecs").cast(pl.Float64, strict=False) * 1000).round().cast(pl.Int64)
+                naive = (
+                    pl.when(pl.col("asctime").str.contains(r"[,.]\d+$"))
+                    .then(naive)
+                    .otherwise(naive + pl.duration(microseconds=msecs_us))
+                )
             ts = _local_to_utc(naive, ctx.tz)
         elif "created" in cols:
             ts = (pl.col("created").cast(pl.Float64, strict=False) * 1e6).cast(pl.Int64).cast(
@@ -400,6 +420,19 @@ class RealtimeServerPreset(LinePreset):
         r"|(?P<ddt>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) )?"
         r"(?P<time>\d\d:\d\d:\d\d\.\d{3}) (?P<meta>(?:[a-z_]+=\S* )*)\[(?P<level>[a-z]+)\] )"
     )
+
+    def continuation(self) -> pl.Expr:
+        # ``docker logs -t`` (and Docker Desktop) stamp every line, continuation lines too: the
+        # stamp is not part of the message when the record's head carried one
+        stamped = pl.col("dts").is_not_null() | pl.col("ddt").is_not_null()
+        head_stamped = pl.when(pl.col("_new")).then(stamped).forward_fill()
+        return (
+            pl.when(head_stamped)
+            .then(pl.col("line").str.replace(self._stamp, ""))
+            .otherwise(pl.col("line"))
+        )
+
+    _stamp = r"^(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) "
 
     def fields(self, heads: pl.DataFrame, ctx: Context) -> tuple[pl.DataFrame, dict]:
         day_us = 86_400_000_000
@@ -467,7 +500,10 @@ def parse_time_value(value, tz: str) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an integer with hundreds of digits is no time
+            return None
         if v > 1e17:  # ns
             v /= 1e9
         elif v > 1e14:  # us
@@ -550,8 +586,8 @@ class JsonPreset(LinePreset):
             ok.append(True)
             ts.append(parse_time_value(_first(obj, _TIME_KEYS), ctx.tz))
             lv = _first(obj, _LEVEL_KEYS)
-            level.append(lv if isinstance(lv, str) else None)
-            logger.append(_as_text(_first(obj, _LOGGER_KEYS)))
+            level.append(_valid(lv) if isinstance(lv, str) else None)
+            logger.append(_valid(_as_text(_first(obj, _LOGGER_KEYS))))
             m = _first(obj, _MESSAGE_KEYS)
             extra = obj.get("exc_info") or obj.get("exception") or obj.get("stack_info")
             text = _as_text(m) if m is not None else raw
@@ -559,9 +595,10 @@ class JsonPreset(LinePreset):
                 text = f"{text}\n{extra}"
             if tail:
                 text = f"{text}\n{tail}"
-            msg.append(text)
-            code.append(_as_text(obj.get("error_code")))
-            project.append(_as_text(obj.get("project")))
+            # json.loads turns "\ud800"-style escapes into lone surrogates, which are not text
+            msg.append(_valid(text))
+            code.append(_valid(_as_text(obj.get("error_code"))))
+            project.append(_valid(_as_text(obj.get("project"))))
         out = pl.DataFrame(
             {
                 "ts": pl.Series(ts, dtype=pl.Datetime("us", "UTC")),
@@ -595,8 +632,10 @@ class SupabaseExportPreset(Preset):
         return 0.5
 
     def parse_whole(self, data: bytes, ctx: Context) -> tuple[pa.Table, int]:
-        """Parse a whole export; returns rows and the number of rows that were not parseable."""
-        text = data.decode("utf-8", "replace")
+        """Parse a whole export; returns its rows and the number of bytes they account for."""
+        # surrogateescape keeps one character per invalid byte, so character positions map back
+        # to exact byte offsets; the text is made valid (U+FFFD) per value in _export_record
+        text = data.decode("utf-8", "surrogateescape")
         stripped = text.lstrip("\ufeff \t\r\n")
         rows: list[tuple[int, str, dict | None]]
         if stripped.startswith(("[", "{")):
@@ -604,9 +643,13 @@ class SupabaseExportPreset(Preset):
         else:
             rows = _csv_rows(text)
         records = []
+        char_pos = byte_pos = 0
         for char_off, raw, obj in rows:
-            byte_off = len(text[:char_off].encode("utf-8", "replace")) if char_off else 0
-            records.append(_export_record(byte_off, raw, obj, ctx))
+            if char_off < char_pos:  # rows come in file order; stay exact if one does not
+                char_pos = byte_pos = 0
+            byte_pos += len(_encode(text[char_pos:char_off]))
+            char_pos = char_off
+            records.append(_export_record(byte_pos, raw, obj, ctx))
         df = pl.DataFrame(
             records,
             schema={
@@ -662,8 +705,32 @@ def _json_rows(text: str) -> list[tuple[int, str, dict | None]]:
     return out
 
 
+def _encode(text: str) -> bytes:
+    """The bytes ``text`` was decoded from (surrogateescape), lone surrogates from JSON escapes as is."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a \ud800-style escape decoded by json: not from the file's bytes
+        return text.encode("utf-8", "surrogatepass")
+
+
+_JSON_SURROGATE_RX = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def _valid(value: str | None) -> str | None:
+    """``value`` as valid Unicode: undecodable bytes and lone surrogates become U+FFFD."""
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # lone surrogates from JSON escapes such as "\ud800"
+        return _JSON_SURROGATE_RX.sub("\ufffd", value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _csv_rows(text: str) -> list[tuple[int, str, dict | None]]:
-    lines = text.splitlines(keepends=True)
+    # rows end at "\n" only: str.splitlines would also cut at form feeds, U+2028 and friends,
+    # which Studio leaves unquoted inside a value
+    lines = text.split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
     positions = []
     pos = 0
     for line in lines:
@@ -682,6 +749,8 @@ def _csv_rows(text: str) -> list[tuple[int, str, dict | None]]:
         header = next(reader)
     except StopIteration:
         return []
+    except csv.Error:  # not a CSV header after all (a stray "\r", a giant field): keep every line
+        return [(at, line.rstrip("\r\n"), None) for at, line in zip(positions, lines, strict=True)]
     out = []
     while True:
         start = idx
@@ -726,6 +795,7 @@ def _flat_metadata(meta) -> dict:
 
 
 def _export_record(off: int, raw: str, obj: dict | None, ctx: Context) -> tuple:
+    raw = _valid(raw)
     if obj is None:
         return (off, None, None, None, raw, None, None, raw, False)
     meta = _flat_metadata(obj.get("metadata"))
@@ -740,11 +810,11 @@ def _export_record(off: int, raw: str, obj: dict | None, ctx: Context) -> tuple:
     return (
         off,
         ts,
-        _as_text(level),
+        _valid(_as_text(level)),
         "realtime-server",
-        message,
-        _as_text(code),
-        _as_text(project),
+        _valid(message),
+        _valid(_as_text(code)),
+        _valid(_as_text(project)),
         raw,
         True,
     )
@@ -789,7 +859,7 @@ def detect_preset(sample: bytes, pattern: str | None = None) -> tuple[Preset, fl
 def error_code_of(text: str) -> str | None:
     """The first known Realtime error code named in ``text`` (same rule as the vectorised one)."""
     m = _CODE_RX.search(text)
-    return m.group(1) if m else None
+    return (m.group("kv") or m.group("prefix")) if m else None
 
 
 __all__ = [
