@@ -12,6 +12,8 @@ import click
 from recorder.clikit import format_option, main_wrapper, store_option
 from recorder.logfiles import record_logs
 from recorder.logpresets import PRESET_NAMES
+from recorder.proxy import proxy_command
+from recorder.subscribe import subscribe_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -123,6 +125,8 @@ def logs_command(paths, store, source, preset, pattern, follow, tz, date, quiet,
     return 0
 
 
+cli.add_command(proxy_command)
+cli.add_command(subscribe_command)
 main = main_wrapper(cli, "rt-record")
 
 if __name__ == "__main__":
