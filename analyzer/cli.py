@@ -185,6 +185,122 @@ def sql_command(query: str, store: str, fmt: str) -> None:
     RENDERERS[fmt](result, sys.stdout)
 
 
+def window_options(fn: Callable) -> Callable:
+    """``--since`` / ``--until``: the window of a command (ISO 8601, UTC when no zone is given)."""
+    fn = click.option("--until", metavar="T", help="End of the window, exclusive (ISO 8601, e.g. 2026-11-24T09:00Z).")(fn)
+    return click.option("--since", metavar="T", help="Start of the window, inclusive (ISO 8601; UTC unless a zone is given).")(fn)
+
+
+def _window(since: str | None, until: str | None):
+    from analyzer.report import parse_time
+
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"--since {since} is not before --until {until}")
+    return start, end
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as err:
+        raise InputError(f"{output}: cannot write the report ({err.strerror or err})") from None
+
+
+@cli.command(
+    "report",
+    help="""Find incidents (with the rows that prove them) and evaluate the escalation rules.
+
+Causes: payload_missing, invalid_payload, payload_too_large, network, subscription_race,
+subscription_failure, rls, auth, db_connectivity. Escalation rules and their defaults:
+realtime_down (for 10m), subscription_failures (3 consecutive, per topic), db_connectivity
+(for 5m), payload_error_rate (rate 0.05 over 5m, min_events 20); override them with a TOML
+file (--thresholds). A rule whose inputs were not recorded says so ("breached": null).
+
+Exit code: 0 nothing to escalate, 1 at least one escalation rule breached, 2 usage or input
+error. --notify POSTs a Slack-compatible message when there is something to escalate.
+
+\b
+Examples:
+  rt-analyze report --store ./store
+  rt-analyze report --store ./store --since 2026-11-24T08:00Z --until 2026-11-24T09:00Z --format json
+  rt-analyze report --store ./store --format html --output report.html --thresholds thresholds.toml
+  rt-analyze report --store ./store --notify https://hooks.slack.com/services/T000/B000/XXXX
+""",
+)
+@store_option()
+@click.option("--thresholds", "thresholds_path", type=click.Path(dir_okay=False), help="TOML file of escalation thresholds.")
+@window_options
+@format_option(("text", "json", "markdown", "html"), "text")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout.")
+@click.option("--notify", "notify_url", metavar="URL", help="POST a Slack-compatible message here when something escalates.")
+@click.option("--writes", "writes_path", type=click.Path(dir_okay=False),
+              help="Expected changes (JSON lines or CSV: ts, table, type, id) to check for missed events.")
+def report_command(store, thresholds_path, since, until, fmt, output, notify_url, writes_path) -> int:
+    from analyzer.notify import notify
+    from analyzer.render import RENDERERS
+    from analyzer.report import build_report
+    from analyzer.thresholds import load_thresholds
+
+    thresholds = load_thresholds(thresholds_path)
+    start, end = _window(since, until)
+    report = build_report(store, start, end, thresholds, writes=writes_path, chart=fmt == "html")
+    color = fmt == "text" and output is None and sys.stdout.isatty()
+    _emit(RENDERERS[fmt](report, color=color), output)
+    if notify_url and report.escalate:
+        notify(notify_url, report)
+    return 1 if report.escalate else 0
+
+
+@cli.command(
+    "status",
+    help="""The bot's /status: connected or not and since when, channels and their state, the last
+heartbeat and its round trip, and whether the bot fell back to polling.
+
+\b
+Examples:
+  rt-analyze status --store ./store
+  rt-analyze status --store ./store --until 2026-11-24T08:50Z --format json
+""",
+)
+@store_option()
+@window_options
+@format_option(("text", "json"), "text")
+def status_command(store, since, until, fmt) -> None:
+    from analyzer.status import build_status, render_status_text
+
+    start, end = _window(since, until)
+    status = build_status(store, start, end)
+    _emit(json.dumps(status, indent=2) + "\n" if fmt == "json" else render_status_text(status), None)
+
+
+@cli.command(
+    "stats",
+    help="""The bot's /stats: frames by topic and event, changes per table, payload error rate,
+reconnects, join latency and heartbeat round trip (p50/p99).
+
+\b
+Examples:
+  rt-analyze stats --store ./store
+  rt-analyze stats --store ./store --since 2026-11-24T08:00Z --format json
+""",
+)
+@store_option()
+@window_options
+@format_option(("text", "json"), "text")
+def stats_command(store, since, until, fmt) -> None:
+    from analyzer.status import build_stats, render_stats_text
+
+    start, end = _window(since, until)
+    stats = build_stats(store, start, end)
+    _emit(json.dumps(stats, indent=2, default=json_value) + "\n" if fmt == "json" else render_stats_text(stats), None)
+
+
 main = main_wrapper(cli, "rt-analyze")
 
 if __name__ == "__main__":

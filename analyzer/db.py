@@ -1,4 +1,5 @@
-"""DuckDB over the store: the ``logs`` and ``frames`` views, named SQL, and read-only queries.
+"""DuckDB over the store: the ``logs`` and ``frames`` views (and the derived views of
+:mod:`analyzer.views`), named SQL, and read-only queries.
 
 The views are defined once per connection and stay live: their glob of committed parts is
 expanded each time they are queried, so parts a running recorder commits after
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from analyzer.views import VERDICTS_DIR, add_views, verdict_glob
 from recorder.errors import InputError, StoreError
 from recorder.store import TABLES, open_store
 
@@ -93,13 +95,17 @@ def connect(store: str | Path, *, read_only_sql: bool = False) -> duckdb.DuckDBP
         for table in TABLES:
             view = named_sql(f"view_{table}")
             con.execute(view.replace("{parts}", _sql_string(opened.part_glob(table))))
+        add_views(con, root)
         if read_only_sql:
             # DuckDB always allows its spill directory, by default ./.tmp of the working
             # directory: give it a private one so that nothing but the store can be read.
             spill = tempfile.mkdtemp(prefix="rt-analyze-")
             weakref.finalize(con, shutil.rmtree, spill, ignore_errors=True)
             con.execute(f"SET temp_directory = {_sql_string(spill)}")
-            allowed = ", ".join(_sql_string(f"{root / table}/") for table in TABLES)
+            readable = [root / table for table in TABLES]
+            if verdict_glob(root) is not None:
+                readable.append(root / VERDICTS_DIR)
+            allowed = ", ".join(_sql_string(f"{path}/") for path in readable)
             con.execute(f"SET allowed_directories = [{allowed}]")
             con.execute("SET allow_community_extensions = false")
             con.execute("SET autoinstall_known_extensions = false")

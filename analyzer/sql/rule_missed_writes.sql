@@ -1,0 +1,28 @@
+-- Writes the bot logged (or a --writes file listed, table expected_writes) with no change of the
+-- same table and operation (and row id, when both have one) arriving from $before_us before to
+-- $after_us after the write: candidates for "missed events" (the rls rule still checks that the
+-- client was connected and subscribed, and that no other rule explained the write).
+WITH w AS (
+    SELECT ts, 'logs' AS "table", source, "offset", file_id, NULL::BIGINT AS seq, NULL::VARCHAR AS session_id,
+           line AS text, table_name, op, record_id
+    FROM log_signals
+    WHERE signal = 'write' AND ts IS NOT NULL AND table_name IS NOT NULL AND op IS NOT NULL
+      AND split_part(table_name, '.', 1) <> 'realtime'
+    UNION ALL
+    SELECT ts, 'writes', source, "offset", file_id, NULL, NULL, text, table_name, op, record_id FROM expected_writes
+),
+a AS (
+    SELECT ts, relation, type, record_id FROM changes
+    UNION ALL
+    SELECT ts, table_name, op, record_id FROM log_signals WHERE signal IN ('received_change', 'empty_record') AND ts IS NOT NULL
+)
+SELECT w.* FROM w ANTI JOIN a
+    ON a.relation = w.table_name AND a.type = w.op AND a.record_id = w.record_id
+   AND a.ts BETWEEN w.ts - to_microseconds($before_us) AND w.ts + to_microseconds($after_us)
+WHERE w.record_id IS NOT NULL
+UNION ALL
+SELECT w.* FROM w ANTI JOIN a
+    ON a.relation = w.table_name AND a.type = w.op
+   AND a.ts BETWEEN w.ts - to_microseconds($before_us) AND w.ts + to_microseconds($after_us)
+WHERE w.record_id IS NULL
+ORDER BY ts, source, "offset";

@@ -1,0 +1,13 @@
+-- Frames from the server that could not be decoded, or broadcasts whose inner payload is not an
+-- object (the official client drops those, realtime-protocol.md §7.6).
+SELECT ts, 'frames' AS "table", source, NULL::BIGINT AS "offset", NULL::VARCHAR AS file_id, seq, session_id,
+       topic, event,
+       CASE WHEN decode_error IS NOT NULL THEN 'frame: ' || decode_error
+            ELSE 'payload.payload: ' || coalesce(lower(json_type(payload, '$.payload')), 'missing') || ', not an object' END AS problem,
+       coalesce(event || ' ' || payload, 'undecodable frame: ' || decode_error) AS text
+FROM frames
+WHERE direction = 'in' AND kind IN ('text', 'binary')
+  AND (decode_error IS NOT NULL
+       OR (event = 'broadcast' AND json_type(payload, '$.payload') IS DISTINCT FROM 'OBJECT'
+           AND json_type(payload, '$.payload') IS DISTINCT FROM 'BLOB'))
+ORDER BY ts, session_id, seq;

@@ -1,0 +1,84 @@
+-- connections: when the client was connected ('up') and when not ('down'), from two origins:
+--   origin 'frames': one 'up' row per recorded WebSocket session (open row to close row, or its
+--                    last frame), and a 'down' row for each gap between sessions (a session that
+--                    never opened, e.g. a refused handshake, is part of the gap); a gap after the
+--                    last session that ended with a close row is open-ended ("end" NULL); a
+--                    session the client closed normally (1000/1001) or the recorder stopped
+--                    leaves no gap behind it
+--   origin 'logs':   islands of client/bot log lines saying up (connection established,
+--                    SUBSCRIBED, health realtime=connected, restored) or down (closed, connect
+--                    failed, gave up, health realtime=disconnected, down reported)
+-- start_text / end_text say which record opened and closed the interval.
+CREATE OR REPLACE VIEW connections AS
+WITH closes AS (
+    SELECT session_id, arg_max(close_code, ts) AS close_code,
+           arg_max(json_extract_string(payload, '$.by'), ts) AS closed_by,
+           arg_max(json_extract_string(payload, '$.why'), ts) AS why
+    FROM frames WHERE kind = 'close' GROUP BY session_id
+),
+sessions AS (
+    SELECT
+        f.session_id,
+        min(f.ts) FILTER (WHERE f.kind = 'open') AS opened,
+        min(f.ts) AS first_ts,
+        max(f.ts) AS last_ts,
+        max(f.ts) FILTER (WHERE f.kind = 'close') AS closed,
+        any_value(c.close_code) AS close_code,
+        any_value(c.closed_by) AS closed_by,
+        any_value(c.why) AS why
+    FROM frames f LEFT JOIN closes c ON c.session_id = f.session_id
+    WHERE f.session_id IS NOT NULL
+    GROUP BY f.session_id
+),
+up AS (
+    SELECT session_id, opened AS start, coalesce(closed, last_ts) AS "end", closed IS NOT NULL AS ended,
+           close_code, closed_by,
+           -- the application closing its own connection (or the recorder stopping) is not an outage
+           (closed_by = 'client' AND close_code IN (1000, 1001, 1005)) OR why = 'proxy stopped' AS deliberate
+    FROM sessions WHERE opened IS NOT NULL
+),
+ordered AS (
+    SELECT *, max("end") OVER (ORDER BY start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end,
+           lead(start) OVER (ORDER BY start) AS next_start
+    FROM up
+),
+frame_rows AS (
+    SELECT 'frames' AS origin, 'up' AS state, start, "end", session_id,
+           'session opened' AS start_text,
+           CASE WHEN ended THEN 'closed with ' || coalesce(close_code::VARCHAR, 'no code') || coalesce(' by ' || closed_by, '')
+                ELSE 'still open at the end of the recording' END AS end_text
+    FROM up
+    UNION ALL
+    SELECT 'frames', 'down', "end", next_start, session_id,
+           'closed with ' || coalesce(close_code::VARCHAR, 'no code') || coalesce(' by ' || closed_by, ''),
+           CASE WHEN next_start IS NULL THEN 'no new session until the end of the recording' ELSE 'next session opened' END
+    FROM ordered
+    WHERE ended AND NOT coalesce(deliberate, false) AND (next_start IS NULL OR next_start > "end")
+      AND "end" >= coalesce(prev_end, "end")
+),
+log_events AS (
+    SELECT ts, line, source, "offset",
+        CASE
+            WHEN signal IN ('connected', 'up_reported') THEN 'up'
+            WHEN signal = 'sub_state' AND state = 'SUBSCRIBED' THEN 'up'
+            WHEN signal = 'health' AND starts_with(state, 'connected ') THEN 'up'
+            WHEN signal IN ('ws_closed', 'connect_failed', 'gave_up', 'down_reported') THEN 'down'
+            WHEN signal = 'health' AND starts_with(state, 'disconnected ') THEN 'down'
+        END AS state
+    FROM log_signals
+    WHERE ts IS NOT NULL
+      AND signal IN ('connected', 'up_reported', 'sub_state', 'health', 'ws_closed', 'connect_failed', 'gave_up', 'down_reported')
+),
+log_islands AS (
+    SELECT *, sum(CASE WHEN state IS DISTINCT FROM prev THEN 1 ELSE 0 END) OVER (ORDER BY ts, source, "offset") AS island
+    FROM (SELECT *, lag(state) OVER (ORDER BY ts, source, "offset") AS prev FROM log_events WHERE state IS NOT NULL)
+),
+log_rows AS (
+    SELECT island, any_value(state) AS state, min(ts) AS start, arg_min(line, ts) AS start_text
+    FROM log_islands GROUP BY island
+)
+SELECT origin, state, start, "end", session_id, start_text, end_text FROM frame_rows
+UNION ALL
+SELECT 'logs', state, start, lead(start) OVER (ORDER BY island), NULL, start_text,
+       lead(start_text) OVER (ORDER BY island)
+FROM log_rows;

@@ -1,0 +1,140 @@
+-- log_signals: the log records the analyzer understands, one row each, with the fields its rules
+-- need pulled out once (design.md "Incident report"; realtime-protocol.md §5.3, §6, §7.5, §8).
+--
+-- signal      what the record says (NULL: nothing the analyzer knows; such rows are kept only when
+--             they are error-level, so that the report can list them as unclassified)
+-- topic       channel topic named by the line (realtime:...)
+-- code        close code (WebSocket closes) or HTTP status (refused handshakes)
+-- reason      join error reason, server error atom, ...
+-- table_name  schema.table a bot line or server line names
+-- op          INSERT / UPDATE / DELETE of a bot write or received change
+-- record_id   id of the row a bot line names
+-- payload     the payload text of a broadcast the application sent (NULL: SQL NULL, null: JSON null)
+-- state       subscription state (SUBSCRIBED, CHANNEL_ERROR, TIMED_OUT, CLOSED) or health values
+--
+-- Bot lines follow the conventions of the example bot (fixtures/logs/README.md,
+-- fixtures/scenarios/bot.py): "inserted order 4711 into public.orders",
+-- "received postgres_changes INSERT for public.orders id=4711",
+-- "subscription state SUBSCRIBED for realtime:public:orders",
+-- "health check: realtime=connected subscription=SUBSCRIBED db=ok polling=off",
+-- "sent broadcast event=E topic=T payload=P" (P: JSON, NULL for SQL NULL, null for JSON null).
+CREATE OR REPLACE VIEW log_signals AS
+WITH base AS (
+    SELECT
+        ts, source, file, file_id, "offset", level, logger, error_code,
+        CASE WHEN strpos(message, chr(10)) > 0 THEN left(message, strpos(message, chr(10)) - 1) ELSE message END AS line,
+        message
+    FROM logs
+),
+classified AS (
+    SELECT *,
+        CASE
+            WHEN starts_with(line, 'send: ') OR starts_with(line, 'receive: ') OR starts_with(line, 'parsed message as ') THEN NULL
+            WHEN starts_with(line, 'health check: ') THEN 'health'
+            WHEN contains(line, 'supabase/realtime:v') THEN 'server_version'
+            WHEN error_code = 'UnableToBroadcastChanges' OR contains(line, 'UnableToBroadcastChanges: ') THEN 'broadcast_error'
+            WHEN contains(line, 'SendingBroadcastMessage: ') THEN 'send_warning'
+            WHEN starts_with(line, 'Unexpected relation on schema ') THEN 'unexpected_relation'
+            WHEN contains(line, 'supabase_realtime_messages_publication contains unexpected tables') THEN 'publication_unexpected'
+            WHEN starts_with(line, 'Unrecognized message format ') THEN 'unrecognized_frame'
+            WHEN starts_with(line, 'WebSocket connection closed with code: ') THEN 'ws_closed'
+            WHEN starts_with(line, 'WebSocket connection closed by server with code: ') THEN 'ws_closed'
+            WHEN starts_with(line, 'Connection attempt failed: ') THEN 'connect_failed'
+            WHEN starts_with(line, 'Connection failed permanently after ') THEN 'gave_up'
+            WHEN line = 'Auto-reconnect disabled, terminating connection' THEN 'gave_up'
+            WHEN line = 'Task exception was never retrieved' AND contains(message, 'AsyncRealtimeClient') THEN 'gave_up'
+            WHEN starts_with(line, 'Attempting to connect to WebSocket at ') THEN 'connecting'
+            WHEN line IN ('WebSocket connection established successfully', 'WebSocket connection already established') THEN 'connected'
+            WHEN line = 'Initiating auto-reconnect sequence...' THEN 'reconnecting'
+            WHEN starts_with(line, 'join push error for channel ') THEN 'join_error'
+            WHEN starts_with(line, 'join push timeout for channel ') THEN 'join_timeout'
+            WHEN regexp_matches(line, '^channel \S+ error: ') THEN 'channel_error'
+            WHEN regexp_matches(line, '^channel \S+ closed$') THEN 'channel_closed'
+            WHEN starts_with(line, 'Rejoining channel after reconnection: ') THEN 'joining'
+            WHEN regexp_matches(line, '^subscription state [A-Z_]+ for ') THEN 'sub_state'
+            WHEN regexp_matches(line, '^(inserted|updated|deleted) .*\b(into|in|from) [A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*') THEN 'write'
+            WHEN regexp_matches(line, '^received postgres_changes (INSERT|UPDATE|DELETE) for ') THEN 'received_change'
+            WHEN starts_with(line, 'received postgres_changes with empty record') THEN 'empty_record'
+            WHEN regexp_matches(line, '^(sent broadcast|realtime\.send|inserted message into realtime\.messages)\b') THEN 'broadcast_sent'
+            WHEN regexp_matches(line, '^received broadcast\b') THEN 'broadcast_received'
+            WHEN contains(line, 'Realtime connection down since') OR contains(line, 'Realtime connection lost at')
+                 OR contains(line, 'Realtime connection down for more than') THEN 'down_reported'
+            WHEN contains(line, 'Realtime connection restored') THEN 'up_reported'
+            WHEN contains(line, 'falling back to polling') THEN 'polling_on'
+            WHEN regexp_matches(line, 'polling( of \S+)? stopped') THEN 'polling_off'
+            WHEN level = 'debug' AND error_code IS NOT NULL THEN NULL
+            WHEN error_code IN ('InvalidJWTToken', 'MalformedJWT', 'JwtSignatureError', 'JwtSignerError', 'InvalidJWTExpiration')
+                 OR contains(line, 'Token has expired') OR contains(line, 'not a valid JWT')
+                 OR contains(line, 'rejected WebSocket connection: HTTP 401') THEN 'auth_error'
+            WHEN error_code IN ('UnableToConnectToProject', 'UnableToConnectToTenantDatabase', 'DatabaseLackOfConnections',
+                                'DatabaseConnectionIssue', 'DatabaseConnectionRateLimitReached', 'IncreaseConnectionPool')
+                 OR contains(line, 'unable to connect to the project database')
+                 OR contains(line, 'PGRST001') OR contains(line, 'PGRST000')
+                 OR regexp_matches(line, '(?i)database (connectivity error|unreachable|connection (error|failed|refused)|is unreachable|cannot be reached)')
+                 OR regexp_matches(line, 'could not connect to server|connection to server at .* failed') THEN 'db_error'
+            WHEN contains(line, 'database reachable again') THEN 'db_ok'
+            WHEN regexp_matches(line, 'subscription to \S+ failed \d+ times') OR regexp_matches(line, '\d+ consecutive subscription attempts failed') THEN 'sub_failures_reported'
+            WHEN contains(line, 'no realtime event arrived') OR regexp_matches(line, '^no realtime event for ') THEN 'missed_reported'
+            WHEN level = 'debug' THEN NULL  -- client debug dumps repeat what the lines above already say
+            WHEN error_code = 'Unauthorized' OR error_code = 'RlsPolicyError' THEN 'unauthorized'
+            WHEN error_code IN ('ChannelRateLimitReached', 'ConnectionRateLimitReached', 'ClientJoinRateLimitReached',
+                                'JoinsRateLimitReached', 'MessagePerSecondRateLimitReached', 'TenantNotFound',
+                                'RealtimeDisabledForTenant', 'RealtimeDisabledForConfiguration', 'UnableToSubscribeToPostgres',
+                                'PrivateOnly', 'TopicNameRequired', 'UnknownErrorOnChannel') THEN 'join_refused'
+        END AS signal
+    FROM base
+)
+SELECT
+    ts, source, file, file_id, "offset", level, logger, error_code, line, message, signal,
+    CASE
+        WHEN signal IN ('join_error', 'join_timeout') THEN regexp_extract(line, 'for channel (\S+?):?(\s|$)', 1)
+        WHEN signal IN ('channel_error', 'channel_closed') THEN regexp_extract(line, '^channel (\S+)', 1)
+        WHEN signal = 'joining' THEN regexp_extract(line, 'reconnection: (\S+)', 1)
+        WHEN signal = 'sub_state' THEN rtrim(regexp_extract(line, ' for (\S+)', 1), ':')
+        WHEN signal = 'unrecognized_frame' THEN nullif(regexp_extract(line, '"topic":"([^"]+)"', 1), '')
+        WHEN signal = 'broadcast_sent' THEN nullif(regexp_extract(line, '\btopic=([^\s,)]+)', 1), '')
+        WHEN signal IN ('sub_failures_reported') THEN nullif(regexp_extract(line, '(realtime:\S+)', 1), '')
+        WHEN signal IN ('unauthorized', 'join_refused', 'auth_error') THEN nullif(regexp_extract(line, 'topic: (\S+)', 1), '')
+    END AS topic,
+    CASE
+        WHEN signal = 'ws_closed' THEN TRY_CAST(regexp_extract(line, 'with code: (\d+)', 1) AS INTEGER)
+        WHEN signal = 'connect_failed' THEN TRY_CAST(nullif(regexp_extract(line, 'HTTP (\d{3})', 1), '') AS INTEGER)
+    END AS code,
+    CASE
+        WHEN signal = 'broadcast_error' THEN regexp_extract(line, 'UnableToBroadcastChanges: :?(\S+)', 1)
+        WHEN signal = 'server_version' THEN regexp_extract(line, 'supabase/realtime:v(\d+\.\d+\.\d+)', 1)
+        WHEN signal = 'join_error' THEN coalesce(nullif(regexp_extract(line, '''reason'': [''"](.*)[''"]\}$', 1), ''), regexp_extract(line, ': (\{.*\})$', 1))
+        WHEN signal = 'sub_state' THEN nullif(regexp_extract(line, '"reason": "(.*)"\}$', 1), '')
+        WHEN signal = 'channel_error' THEN nullif(regexp_extract(line, '''message'': ''([^'']*)''', 1), '')
+        WHEN signal IN ('connect_failed', 'gave_up') THEN regexp_extract(line, '(?:failed: |Error: )(.*)$', 1)
+        WHEN signal = 'unrecognized_frame' THEN regexp_extract(line, '^Unrecognized message format (.*)$', 1)
+        WHEN signal = 'broadcast_sent' THEN nullif(regexp_extract(line, '\bevent=([^\s,)]+)', 1), '')
+        WHEN signal = 'write' THEN regexp_extract(line, '^(inserted|updated|deleted)', 1)
+        ELSE error_code
+    END AS reason,
+    CASE
+        WHEN signal IN ('write', 'unexpected_relation', 'received_change', 'empty_record', 'db_error') THEN
+            nullif(coalesce(
+                nullif(regexp_extract(line, 'schema ''(\w+)'' and table ''(\w+)''', ['s', 't'])['s'] || '.' ||
+                       regexp_extract(line, 'schema ''(\w+)'' and table ''(\w+)''', ['s', 't'])['t'], '.'),
+                regexp_extract(line, '\b(?:into|in|from|for|on insert into|on update of) ([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)', 1)
+            ), '')
+        WHEN signal = 'broadcast_sent' THEN 'realtime.messages'
+    END AS table_name,
+    CASE
+        WHEN signal = 'write' THEN CASE regexp_extract(line, '^(inserted|updated|deleted)', 1)
+            WHEN 'inserted' THEN 'INSERT' WHEN 'updated' THEN 'UPDATE' ELSE 'DELETE' END
+        WHEN signal = 'received_change' THEN regexp_extract(line, 'postgres_changes (INSERT|UPDATE|DELETE)', 1)
+    END AS op,
+    CASE
+        WHEN signal = 'write' THEN nullif(regexp_extract(line, '^(?:inserted|updated|deleted) (?:[a-z_]+ )?(?:id=)?([0-9]+)\b', 1), '')
+        WHEN signal IN ('received_change', 'empty_record') THEN nullif(regexp_extract(line, '\bid=([0-9]+)', 1), '')
+    END AS record_id,
+    CASE WHEN signal = 'broadcast_sent' THEN nullif(regexp_extract(line, '\bpayload=(.*)$', 1), '') END AS payload,
+    CASE
+        WHEN signal = 'sub_state' THEN regexp_extract(line, '^subscription state ([A-Z_]+)', 1)
+        WHEN signal = 'health' THEN regexp_extract(line, 'realtime=(\w+)', 1) || ' ' || regexp_extract(line, 'db=(\w+)', 1)
+                                     || ' ' || regexp_extract(line, 'polling=(\w+)', 1)
+    END AS state
+FROM classified
+WHERE signal IS NOT NULL OR level IN ('error', 'critical');
