@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_ingest
+from benchmarks import bench_decode, bench_ingest, bench_proxy, bench_report, bench_serve, bench_validate
 
-BENCHES = {"ingest": bench_ingest}
+BENCHES = {"report": bench_report, "ingest": bench_ingest, "proxy": bench_proxy, "decode": bench_decode, "serve": bench_serve, "validate": bench_validate}
 
 
 def main(names: list[str]) -> None:

@@ -1,0 +1,251 @@
+"""Validation benchmark: ``rt-replay validate`` with the fast engine (jsonschema-rs) against the
+reference engine (jsonschema), end to end (read the store, parse, validate, write verdicts), same run.
+
+The store holds 100k recorded postgres_changes frames (INSERT/UPDATE/DELETE of a realistic
+12-column ``public.orders`` row, Postgres spacing as the server sends it; 1 % invalid in the
+ways realtime-protocol.md lists), written through ``recorder.store.StoreWriter``. Each engine
+runs ``validate_store`` once per round (best of ``rounds``); the breakdown shows where the time
+goes, and a micro-measure splits parsing from the schema engine per payload.
+
+    python -m benchmarks validate
+    RT_BENCH_VALIDATE_ROWS=20000 python -m benchmarks validate
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pyarrow as pa
+
+from analyzer.validate import load_schemas, validate_store
+from recorder.store import FRAMES_SCHEMA, StoreWriter
+
+ROWS = int(os.environ.get("RT_BENCH_VALIDATE_ROWS", "100000"))
+SESSIONS = 10
+
+
+def _record(i: int) -> dict:
+    return {
+        "id": i,
+        "status": ("new", "paid", "shipped")[i % 3],
+        "total": round(10 + (i % 997) * 0.37, 2),
+        "currency": "EUR",
+        "customer_id": f"c0a8{i:012x}-7d1e-4b8f-9a2c-{i % 65536:012x}",
+        "note": None if i % 5 else f"deliver after {i % 24}:00, ring twice",
+        "items": i % 7 + 1,
+        "paid": bool(i % 2),
+        "tags": ["web", "promo"] if i % 4 == 0 else [],
+        "address": {"city": "Berlin", "zip": f"{10000 + i % 9000}", "street": "Torstraße 1"},
+        "created_at": "2026-11-24T08:00:00+00:00",
+        "updated_at": "2026-11-24T08:01:02.345678+00:00",
+    }
+
+
+_COLUMNS = [
+    {"name": n, "type": t}
+    for n, t in [
+        ("id", "int8"), ("status", "text"), ("total", "numeric"), ("currency", "text"), ("customer_id", "uuid"),
+        ("note", "text"), ("items", "int4"), ("paid", "bool"), ("tags", "_text"), ("address", "jsonb"),
+        ("created_at", "timestamptz"), ("updated_at", "timestamptz"),
+    ]
+]  # fmt: skip
+
+
+def _pg(obj: object) -> str:
+    """JSON with Postgres jsonb spacing (``": "``, ``", "``), as the server passes records through."""
+    return orjson.dumps(obj).decode().replace('":', '": ').replace(',"', ', "')
+
+
+def _payload(i: int) -> str:
+    typ = ("INSERT", "UPDATE", "DELETE")[i % 10 % 3] if i % 10 < 3 else "INSERT"
+    rec = _record(i)
+    data = {
+        "columns": _COLUMNS,
+        "commit_timestamp": f"2026-11-24T08:00:00.{i % 1000:03d}Z",
+        "errors": None,
+        "schema": "public",
+        "table": "orders",
+        "type": typ,
+    }
+    if typ != "DELETE":
+        data["record"] = rec
+    if typ != "INSERT":
+        data["old_record"] = {"id": i}
+    bad = i % 100 == 99
+    if bad:  # 1 % invalid, the ways realtime-protocol.md lists
+        which = (i // 100) % 5
+        if which == 0:
+            data["record"] = {}
+            data.pop("old_record", None)
+            data["type"] = "UPDATE"
+            data["old_record"] = {"id": i}
+        elif which == 1:
+            data.update(commit_timestamp=None, errors=["Error 401: Unauthorized"], columns=[], record={})
+            data["type"] = "INSERT"
+            data.pop("old_record", None)
+        elif which == 2:
+            data["commit_timestamp"] = None
+        elif which == 3:
+            data["type"] = "TRUNCATE"
+        else:
+            data["record"] = None
+            data["type"] = "INSERT"
+            data.pop("old_record", None)
+    body = (
+        '{"columns":' + _pg(data["columns"]) + "," + orjson.dumps({k: v for k, v in data.items()
+                                                                    if k not in ("columns", "record", "old_record")}).decode()[1:-1]
+    )
+    for key in ("old_record", "record"):
+        if key in data:
+            body += f',"{key}":' + (_pg(data[key]) if data[key] is not None else "null")
+    return '{"data":' + body + '},"ids":[38606455]}'
+
+
+def build_store(path: str, rows: int = ROWS) -> int:
+    """A store with ``rows`` postgres_changes frames in ``SESSIONS`` sessions; returns the payload bytes."""
+    start = datetime(2026, 11, 24, 8, tzinfo=UTC)
+    per = rows // SESSIONS
+    total = 0
+    with StoreWriter(path, writer="bench") as w:
+        for s in range(SESSIONS):
+            payloads = [_payload(s * per + k) for k in range(per)]
+            total += sum(len(p) for p in payloads)
+            cols = {
+                "ts": [start + timedelta(milliseconds=(s * per + k) * 5) for k in range(per)],
+                "session_id": [f"bench-{s:02d}"] * per,
+                "seq": list(range(per)),
+                "direction": ["in"] * per,
+                "kind": ["text"] * per,
+                "vsn": ["1.0.0"] * per,
+                "topic": ["realtime:orders"] * per,
+                "event": ["postgres_changes"] * per,
+                "ref": [None] * per,
+                "join_ref": [None] * per,
+                "payload": payloads,
+                "payload_bytes": [len(p) + 60 for p in payloads],
+                "raw": [None] * per,
+                "close_code": [None] * per,
+                "decode_error": [None] * per,
+                "source": ["proxy"] * per,
+            }
+            w.append("frames", pa.table(cols, schema=FRAMES_SCHEMA))
+    return total
+
+
+def _micro(store: str, sample: int = 20_000) -> dict:
+    """Per INSERT payload, on fresh objects as the pipeline has them (16 parsed, checked, dropped):
+    orjson alone, orjson + jsonschema-rs, and jsonschema on parsed payloads."""
+    import duckdb
+
+    from analyzer.validate import ENGINES
+
+    texts = [r[0] for r in duckdb.sql(
+        f"SELECT payload FROM read_parquet('{store}/frames/*/*.parquet') "
+        f"WHERE payload LIKE '%\"type\":\"INSERT\"%' AND payload NOT LIKE '%errors\":[%' LIMIT {sample}"
+    ).fetchall()]  # fmt: skip
+    blobs = [t.encode() for t in texts]
+    schema = load_schemas().events["postgres_changes.INSERT"].schema
+    fast, ref = ENGINES["fast"].compile(schema), ENGINES["reference"].compile(schema)
+
+    def per_payload(fn, items) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for s in range(0, len(items), 16):
+                fn(items[s : s + 16])
+            best = min(best, time.perf_counter() - t)
+        return best / len(items) * 1e6
+
+    parse_us = per_payload(lambda part: [orjson.loads(b) for b in part], blobs)
+    fast_us = per_payload(lambda part: fast([orjson.loads(b) for b in part]), blobs)
+    parsed = [orjson.loads(b) for b in blobs[:2000]]
+    t = time.perf_counter()
+    ref(parsed)
+    ref_us = (time.perf_counter() - t) / len(parsed) * 1e6
+    return {"parse_us": parse_us, "fast_check_us": fast_us - parse_us, "reference_check_us": ref_us,
+            "bytes": sum(len(b) for b in blobs) / len(blobs)}  # fmt: skip
+
+
+def orders_schema_dir(path: str) -> str:
+    """A --schema directory with the record schema of the benchmark's public.orders table."""
+    from analyzer.validate import parse_columns, record_schema, write_record_schema
+
+    spec = ",".join(f"{c['name']}:{c['type']}" + (":not null" if c["name"] in ("id", "status") else "") for c in _COLUMNS)
+    write_record_schema("public.orders", record_schema("public.orders", parse_columns(spec)), path)
+    return path
+
+
+def _best(store: str, engine: str, schema_dir: str | None, rounds: int) -> tuple[dict, object]:
+    best, result = None, None
+    for _ in range(rounds):
+        r = validate_store(store, schema_dir, engine=engine)
+        if best is None or r.timings["total"] < best["total"]:
+            best, result = dict(r.timings), r
+    return best, result
+
+
+def run(rows: int = ROWS, rounds: int = 3) -> dict:
+    tmp = tempfile.mkdtemp(prefix="rtbb-validate-")
+    try:
+        store = os.path.join(tmp, "store")
+        t = time.perf_counter()
+        nbytes = build_store(store, rows)
+        build_s = time.perf_counter() - t
+        schemas = orders_schema_dir(os.path.join(tmp, "schemas"))
+        validate_store(store, engine="fast", write=False)  # warm: first dataset scan of the process
+        out = {"rows": rows, "mb": nbytes / 1e6, "build_s": build_s}
+        for label, schema_dir in (("builtin", None), ("table", schemas)):
+            # the reference takes 20-40 s a run: once; the fast engine: best of `rounds`
+            fast_t, fast = _best(store, "fast", schema_dir, rounds)
+            ref_t, ref = _best(store, "reference", schema_dir, 1)
+            assert (fast.checked, fast.invalid) == (ref.checked, ref.invalid), "engines disagree on counts"
+            out[label] = {"fast": fast_t, "reference": ref_t, "ratio": ref_t["total"] / fast_t["total"],
+                          "checked": fast.checked, "invalid": fast.invalid}  # fmt: skip
+        out["disagreements"] = validate_store(store, schemas, engine="both", write=False).disagreements
+        out["micro"] = _micro(store)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _breakdown(t: dict) -> str:
+    total = t["total"]
+    parts = [f"{k} {t[k]:.2f} s ({t[k] / total:.0%})" for k in ("read", "parse", "validate", "write")]
+    other = total - sum(t[k] for k in ("read", "parse", "validate", "write"))
+    return ", ".join(parts) + f", setup {other:.2f} s"
+
+
+def report(r: dict) -> list[str]:
+    m, n = r["micro"], r["rows"]
+    b = r["builtin"]
+    out = [
+        f"payload validation, {n:,} postgres_changes frames ({r['mb']:.0f} MB of payload, {b['invalid']:,} invalid), "
+        "end to end (read the store, parse, validate, write verdicts), same run:",
+    ]
+    for label, title in (("builtin", "built-in schemas"), ("table", "+ public.orders record schema")):
+        x = r[label]
+        f, ref = x["fast"], x["reference"]
+        out += [
+            f"  {title}:",
+            f"    fast (jsonschema-rs)  : {f['total']:.2f} s  {n / f['total']:,.0f} frames/s   [{_breakdown(f)}]",
+            f"    reference (jsonschema): {ref['total']:.2f} s  {n / ref['total']:,.0f} frames/s   [{_breakdown(ref)}]",
+            f"    ratio                 : {x['ratio']:.1f}x (target >= 50x)",
+        ]
+    floor = m["parse_us"] + m["fast_check_us"]
+    out += [
+        f"  --engine both: {r['disagreements']} disagreements",
+        f"  per INSERT payload ({m['bytes']:.0f} bytes): orjson parse {m['parse_us']:.2f} us + jsonschema-rs "
+        f"{m['fast_check_us']:.2f} us; jsonschema {m['reference_check_us']:.0f} us "
+        f"(engine alone {m['reference_check_us'] / m['fast_check_us']:.0f}x; with the parse "
+        f"{m['reference_check_us'] / floor:.0f}x is the ceiling end to end)",
+    ]
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(report(run())))
