@@ -6,12 +6,17 @@ and exit code 2; nothing else prints a traceback to the user.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 
 from recorder.errors import BlackboxError
+
+T = TypeVar("T")
 
 
 def main_wrapper(group: click.Group, prog_name: str) -> Callable[[], None]:
@@ -62,3 +67,21 @@ def format_option(choices: tuple[str, ...], default: str) -> Callable:
         show_default=True,
         help="Output format.",
     )
+
+
+async def until_signalled(run: Callable[..., Awaitable[T]], **kwargs) -> T:
+    """Await ``run(stop=event, **kwargs)`` with SIGINT/SIGTERM setting ``event``: a graceful stop.
+
+    The long-running commands (proxy, subscribe, serve) stop this way on Ctrl-C or ``kill``:
+    they close their connections, commit what they recorded and exit 0.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await run(stop=stop, **kwargs)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -49,7 +49,6 @@ import codecs
 import json
 import logging
 import os
-import signal
 import ssl as ssl_module
 import time
 from collections.abc import Callable
@@ -66,7 +65,7 @@ from websockets.http11 import Response
 from websockets.protocol import CONNECTING, OPEN
 
 from recorder.capture import FrameRecorder, Session
-from recorder.clikit import format_option, store_option
+from recorder.clikit import format_option, store_option, until_signalled
 from recorder.codec import IN, OUT, V1, VERSIONS
 from recorder.errors import ConfigError, StoreError
 from recorder.redact import redact_text, redact_url
@@ -869,16 +868,7 @@ async def run_proxy(
 
 async def run_proxy_until_signalled(**kwargs) -> ProxyStats:
     """:func:`run_proxy` with SIGINT/SIGTERM setting ``stop`` (graceful: close 1001, commit, exit 0)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        return await run_proxy(stop=stop, **kwargs)
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    return await until_signalled(run_proxy, **kwargs)
 
 
 # ---- the command ---------------------------------------------------------------------------------------

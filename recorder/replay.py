@@ -60,7 +60,6 @@ import json
 import math
 import random
 import re
-import signal
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -75,7 +74,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from recorder.clikit import format_option, store_option
+from recorder.clikit import format_option, store_option, until_signalled
 from recorder.codec import IN, OUT, V1, V2, VERSIONS, Decoded, EncodeError, Frame, decode, encode
 from recorder.errors import ConfigError, InputError, StoreError
 from recorder.mockserver import MAX_FRAME_BYTES, PHOENIX, TOPIC_PREFIX, RealtimeHub, Send, _json_response
@@ -1519,16 +1518,7 @@ async def serve_replay(
 
 async def serve_replay_until_signalled(**kwargs) -> ReplayStats:
     """:func:`serve_replay` with SIGINT/SIGTERM setting ``stop``."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        return await serve_replay(stop=stop, **kwargs)
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    return await until_signalled(serve_replay, **kwargs)
 
 
 # ---- the command (added to the rt-replay group by analyzer/replay_cli.py) -------------------------------

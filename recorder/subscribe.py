@@ -29,7 +29,6 @@ import asyncio
 import json
 import random
 import re
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from recorder.capture import FrameRecorder, Session
-from recorder.clikit import format_option, store_option
+from recorder.clikit import format_option, store_option, until_signalled
 from recorder.codec import IN, OUT, V1, VERSIONS, Frame, decode, encode
 from recorder.errors import ConfigError, InputError, StoreError
 from recorder.redact import REDACTED, redact_text, redact_url
@@ -794,16 +793,7 @@ async def subscribe(
 
 async def subscribe_until_signalled(**kwargs) -> SubscribeStats:
     """:func:`subscribe` with SIGINT/SIGTERM setting ``stop`` (a graceful stop: close 1000, commit)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        return await subscribe(stop=stop, **kwargs)
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    return await until_signalled(subscribe, **kwargs)
 
 
 # ---- the command ---------------------------------------------------------------------------------------
