@@ -20,7 +20,6 @@ Step 1 runs once for the module (fixture ``first``); each test replays it with o
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -37,6 +36,7 @@ from analyzer import connect as connect_store
 from recorder.logfiles import record_logs
 from recorder.mockserver import MockRealtimeServer
 from recorder.replay import load_recording, parse_fault, plan_replay
+from tests.support import Collector, a_jwt
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSCRIBED = RealtimeSubscribeStates.SUBSCRIBED
@@ -46,33 +46,6 @@ CHANGES = 12
 GAP = 0.1  # seconds between recorded changes
 FAULTS = ["reject-join=Unauthorized,times:1", "corrupt=0.25,as:json", "disconnect=after:0.55s"]
 SEED = 4
-
-
-def a_jwt() -> str:
-    def b64(obj: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    claims = {"iss": "supabase", "ref": "mockproject", "role": "anon", "iat": 1764000000, "exp": 2079000000}
-    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}.fakeSigE2eLoop-3Jx"
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.items: list = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, *args) -> None:
-        self.items.append(args[0] if len(args) == 1 else args)
-        self._changed.set()
-
-    async def wait(self, count: int, timeout: float = 10.0) -> list:
-        async def until():
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.items
 
 
 @contextlib.contextmanager
@@ -182,7 +155,7 @@ def first(tmp_path_factory) -> Path:
                     for i in range(CHANGES):
                         await asyncio.sleep(max(0.0, t0 + (i + 1) * GAP - loop.time()))
                         await upstream.insert("orders", {"id": i, "status": "new"}, commit_timestamp=TS)
-                    await changes.wait(CHANGES)
+                    await changes.wait(CHANGES, timeout=10)
                     await client.close()
                     await asyncio.sleep(0.1)
             finally:
@@ -300,8 +273,8 @@ def test_replay_with_null_records_and_close_1011_is_classified(first, tmp_path) 
             with client_log(tmp_path / "realtime.log"):
                 states = Collector()
                 client, changes = await subscribe(url, states)
-                await changes.wait(CHANGES)
-                await states.wait(3)  # closed with 1011 after the last frame, reconnected, rejoined
+                await changes.wait(CHANGES, timeout=10)
+                await states.wait(3, timeout=10)  # closed with 1011 after the last frame, reconnected, rejoined
                 await asyncio.sleep(0.2)
                 await client.close()
                 await asyncio.sleep(0.1)

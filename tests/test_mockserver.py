@@ -5,7 +5,6 @@ binary frames, handshake refusals)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 
@@ -17,48 +16,10 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from recorder.codec import IN, OUT, V1, V2, Frame, decode, encode
 from recorder.mockserver import MockRealtimeServer, RealtimeHub, Rule, binding_id, columns_of, filter_matches
+from tests.support import Collector, a_jwt, run
 
 SUBSCRIBED = RealtimeSubscribeStates.SUBSCRIBED
 CHANNEL_ERROR = RealtimeSubscribeStates.CHANNEL_ERROR
-
-
-def _b64url(obj: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-
-def a_jwt(role: str = "anon", signature: str = "fakeSigMockServer-x9Q") -> str:
-    """A JWT-shaped anon key (not signed: the mock does not check it)."""
-    header = _b64url({"alg": "HS256", "typ": "JWT"})
-    claims = _b64url(
-        {"iss": "supabase", "ref": "mockproject", "role": role, "iat": 1764000000, "exp": 2079000000}
-    )
-    return f"{header}.{claims}.{signature}"
-
-
-def run(coro, timeout: float = 20.0):
-    """Run one async test body with a hard timeout (no pytest-asyncio here)."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-class Collector:
-    """Callback target that lets a test await the n-th call instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.items: list = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, *args) -> None:
-        self.items.append(args[0] if len(args) == 1 else args)
-        self._changed.set()
-
-    async def wait(self, count: int, timeout: float = 5.0) -> list:
-        async def until():
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.items
 
 
 async def official_client(server: MockRealtimeServer, **kwargs) -> AsyncRealtimeClient:

@@ -9,7 +9,6 @@ sessions written straight into a store with exact offsets (:func:`a_session`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from recorder.replay import (
     plan_replay,
 )
 from recorder.store import StoreWriter, open_store
+from tests.support import Collector, a_jwt, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSCRIBED = RealtimeSubscribeStates.SUBSCRIBED
@@ -50,43 +50,6 @@ ORDERS = {"event": "*", "schema": "public", "table": "orders"}
 ORDERS_ID = binding_id(ORDERS)
 TS = "2026-11-24T08:00:00.000Z"
 START_US = 1_795_000_000_000_000  # 2026-11-18T..., any fixed instant
-
-
-def _b64url(obj: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-
-def a_jwt(role: str = "anon") -> str:
-    header = _b64url({"alg": "HS256", "typ": "JWT"})
-    claims = _b64url({"iss": "supabase", "ref": "mockproject", "role": role, "iat": 1764000000, "exp": 2079000000})
-    return f"{header}.{claims}.fakeSigReplay-7Hq"
-
-
-def run(coro, timeout: float = 20.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-class Collector:
-    """Callback target that lets a test await the n-th call (with its arrival time) instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.items: list = []
-        self.times: list[float] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, *args) -> None:
-        self.items.append(args[0] if len(args) == 1 else args)
-        self.times.append(time.monotonic())
-        self._changed.set()
-
-    async def wait(self, count: int, timeout: float = 5.0) -> list:
-        async def until():
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.items
 
 
 # ---- builders --------------------------------------------------------------------------------------------

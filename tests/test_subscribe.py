@@ -4,7 +4,6 @@ writes (read back through ``analyzer.connect``), its reconnects, and the CLI as 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import signal
 import socket
@@ -34,27 +33,17 @@ from recorder.subscribe import (
     subscribe,
     websocket_url,
 )
+from tests.support import a_jwt as _a_jwt
+from tests.support import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNATURE = "fakeSigSubscribe-Zq7w3"
-ORDERS = {"event": "*", "schema": "public", "table": "orders"}
-
-
-def _b64url(obj: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
 
 def a_jwt(role: str = "anon", signature: str = SIGNATURE) -> str:
-    """A JWT-shaped anon key with a recognisable signature (the mock does not check it)."""
-    header = _b64url({"alg": "HS256", "typ": "JWT"})
-    claims = _b64url(
-        {"iss": "supabase", "ref": "mockproject", "role": role, "iat": 1764000000, "exp": 2079000000}
-    )
-    return f"{header}.{claims}.{signature}"
+    return _a_jwt(role, signature)
 
 
-def run(coro, timeout: float = 20.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+ORDERS = {"event": "*", "schema": "public", "table": "orders"}
 
 
 def query_frames(store: Path, where: str = "true") -> list[dict]:

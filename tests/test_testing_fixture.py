@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import socket
 from pathlib import Path
 
@@ -13,15 +11,9 @@ from realtime import AsyncRealtimeClient
 
 from recorder.errors import BlackboxError
 from recorder.testing import recorded_changes, replay_server
+from tests.support import a_jwt
 
 HEALTHY = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios" / "healthy" / "store"
-
-
-def a_jwt() -> str:
-    def b64(obj: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'role': 'anon', 'exp': 2079000000})}.fakeSigFixture-1Aa"
 
 
 async def collect(url: str, count: int, timeout: float = 10.0) -> list[dict]:
