@@ -256,9 +256,11 @@ def test_official_client_gets_the_recorded_spacing_at_1x_and_scaled_at_10x(recor
 
     arrived = run(body())
     # each change arrives at its recorded offset / speed after the join (+ the join's round trip)
+    # (the bounds leave room for a loaded 2-core machine; unpaced frames would spread by the
+    # whole recording: 1.5 s at 1x, 0.15 s at 10x; the benchmark measures the real drift)
     errors = [a - o / speed for a, o in zip(arrived, offsets, strict=True)]
-    assert max(errors) - min(errors) < 0.05, errors
-    assert -0.01 < min(errors) < 0.05, errors
+    assert max(errors) - min(errors) < 0.08, errors
+    assert -0.01 < min(errors) < 0.1, errors
     if speed == 10.0:
         assert arrived[-1] < offsets[-1] / 5
 
