@@ -27,7 +27,8 @@ from recorder.logpresets import Context, LinePreset, Preset, detect_preset, make
 from recorder.store import StoreWriter
 
 FP_BYTES = 1024  # bytes of the file head that identify it
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 2 << 20  # read and parsed at a time: bigger blocks buy little speed and cost memory
+FLUSH_BYTES = 12 << 20  # rows pending before a commit (also committed every second): ~3 MB parts
 MAX_BLOCK_BYTES = 256 << 20  # a record larger than this is cut (the rest becomes its own record)
 POLL_SECONDS = 0.2
 IDLE_EMIT_SECONDS = 1.0  # a held-back last record is written once its file is quiet this long
@@ -583,7 +584,7 @@ def record_logs(
                 raise InputError(f"{p}: is a directory (give the log files, e.g. {p}/*.log)")
             if not os.access(p, os.R_OK):
                 raise InputError(f"{p}: cannot read: permission denied")
-    writer = StoreWriter(store, WRITER_NAME, **(writer_options or {}))
+    writer = StoreWriter(store, WRITER_NAME, **{"flush_bytes": FLUSH_BYTES, **(writer_options or {})})
     appender = Appender(writer)
     streams = [
         LogStream(p, writer, appender, source=source, preset=preset, pattern=pattern, tz=tz, date=date, say=say) for p in paths
