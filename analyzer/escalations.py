@@ -40,13 +40,13 @@ def _overlapping(incidents: list[Incident], causes: tuple[str, ...], start, end,
 
 
 def _scalar(ctx: Context, sql: str):
-    return ctx.con.execute(sql).fetchone()[0]
+    return ctx.scalar(sql)
 
 
 @escalation("realtime_down")
 def realtime_down(ctx: Context, incidents: list[Incident], window_end: dt.datetime | None) -> Escalation:
     limit = ctx.thresholds.realtime_down.for_s
-    has_frames = _scalar(ctx, "SELECT count(*) FROM frames WHERE kind IN ('open', 'close', 'error')") > 0
+    has_frames = bool(ctx.query("rule_lifecycle_frames"))  # the open, close and error rows
     has_lines = _scalar(
         ctx,
         "SELECT count(*) FROM log_signals WHERE signal IN ('connected', 'ws_closed', 'connect_failed', 'gave_up', "

@@ -50,6 +50,16 @@ def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until:
 
     Without a window, log records without a time stay in (they are counted and can be
     unclassified); with one they cannot be placed in it and are left out.
+
+    ``log_signals``, ``changes``, ``control_frames`` (without ``raw``), ``sessions``, ``joins`` and
+    ``connections`` become temporary tables of the
+    same names (the views that read them then read the tables). Two are trimmed to what the
+    rules read, to keep a big window in memory: ``log_signals`` without ``message`` (rules read
+    its first line, ``line``), ``file``, ``logger`` and ``error_code`` (``reason`` carries the
+    code), and ``changes`` keeps for valid payloads only ``ts``, ``relation``,
+    ``type``, ``record_id`` and ``from_validator`` (the other columns are NULL there; invalid
+    payloads keep every column). ``heartbeats`` stays a view (the report asks it one question,
+    ``rule_heartbeat_timeouts.sql``).
     """
     cond = []
     if since is not None:
@@ -57,20 +67,29 @@ def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until:
     if until is not None:
         cond.append(f"ts < {_lit(until)}")
     where = " AND ".join(cond) or "true"
-    con.execute("SET enable_progress_bar = false")
+    try:  # DuckDB in Jupyter without ipywidgets refuses the setting; the bar is cosmetic there
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass
     for table in ("frames", "logs"):
         con.execute(f"ALTER VIEW {table} RENAME TO {table}_store")
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {table}_store WHERE {where}")
     con.execute(f"SET VARIABLE rt_join_timeout_s = {float(thresholds.analysis.join_timeout_s)}")
-    # the whole message (tracebacks, pydantic reports) stays in logs; rules read its first line
-    con.execute("CREATE OR REPLACE TEMP TABLE log_signals AS SELECT * EXCLUDE (message) FROM main.log_signals")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE changes AS SELECT * REPLACE "
-        "(CASE WHEN problem IS NOT NULL THEN payload END AS payload) FROM main.changes"
-    )
+    con.execute("CREATE OR REPLACE TEMP TABLE log_signals AS SELECT * EXCLUDE (message, file, logger, error_code) "
+                "FROM main.log_signals")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE changes AS SELECT {_CHANGES_KEPT} FROM main.changes")
+    con.execute("CREATE OR REPLACE TEMP TABLE control_frames AS SELECT * EXCLUDE (raw) FROM main.control_frames")
+    con.execute("CREATE OR REPLACE TEMP TABLE sessions AS SELECT * FROM main.sessions")  # read by joins and connections
     con.execute("CREATE OR REPLACE TEMP TABLE joins AS SELECT * FROM main.joins")
-    con.execute("CREATE OR REPLACE TEMP TABLE heartbeats AS SELECT * FROM main.heartbeats")
     con.execute("CREATE OR REPLACE TEMP TABLE connections AS SELECT * FROM main.connections")
+
+
+_VALID_CHANGE_COLUMNS = ("ts", "relation", "type", "record_id", "errors", "problem", "kind", "from_validator")
+_CHANGES_KEPT = ", ".join(
+    c if c in _VALID_CHANGE_COLUMNS else f"CASE WHEN problem IS NOT NULL THEN {c} END AS {c}"
+    for c in ("ts", "session_id", "seq", "source", "topic", "schema_name", "table_name", "relation", "type",
+              "commit_timestamp", "record_id", "errors", "problem", "kind", "from_validator", "payload")
+)
 
 
 def build_report(
@@ -137,7 +156,7 @@ def _build(con, since, until, thresholds, expected, chart) -> Report:
         notes.append("no log records: incidents come from frames only (add logs with rt-record logs)")
     if n_untimed:
         notes.append(f"{n_untimed} log record(s) have no time: counted, listed when error-level, never placed in an incident")
-    notes += _skew_notes(con, thresholds)
+    notes += _skew_notes(con, thresholds, (f_min, f_max))
     return Report(
         window_start=window_start,
         window_end=window_end,
@@ -177,11 +196,14 @@ def _unclassified(ctx: Context) -> list[Unclassified]:
     return sorted(groups.values(), key=lambda g: (-g.count, g.source or "", g.text))
 
 
-def _skew_notes(con, thresholds: Thresholds) -> list[str]:
-    """Say when a log file's clock seems off against the frames (matching then needs tolerance)."""
+def _skew_notes(con, thresholds: Thresholds, spans: tuple) -> list[str]:
+    """Say when a log file's clock seems off against the frames (matching then needs tolerance).
+
+    ``spans``: the first and last time of the frames in the window.
+    """
     rows = con.execute(
         """
-        WITH closes AS (SELECT ts, close_code FROM frames WHERE kind = 'close' AND close_code IS NOT NULL),
+        WITH closes AS (SELECT ts, close_code FROM control_frames WHERE kind = 'close' AND close_code IS NOT NULL),
         lines AS (SELECT source, ts, code FROM log_signals WHERE signal = 'ws_closed' AND ts IS NOT NULL)
         SELECT l.source, median(date_diff('millisecond', c.ts, l.ts)) / 1000.0 AS skew_s, count(*) AS n
         FROM lines l ASOF JOIN closes c ON l.ts >= c.ts
@@ -189,9 +211,6 @@ def _skew_notes(con, thresholds: Thresholds) -> list[str]:
         """
     ).fetchall()
     notes = []
-    spans = con.execute(
-        "SELECT (SELECT min(ts) FROM frames), (SELECT max(ts) FROM frames)"
-    ).fetchone()
     for source, skew, n in rows:
         if skew is not None and abs(skew) > thresholds.analysis.match_tolerance_s:
             notes.append(f"{source} logs seem {abs(skew):.1f} s {'ahead of' if skew > 0 else 'behind'} the frames "

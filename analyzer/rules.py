@@ -49,12 +49,19 @@ def rule(cause: str) -> Callable[[RuleFunction], RuleFunction]:
 
 @dataclass
 class Context:
-    """What a rule works with: the pinned connection, the thresholds and shared findings."""
+    """What a rule works with: the pinned connection, the thresholds and shared findings.
+
+    Named queries without parameters are run once per context (several rules read the same
+    channel or lifecycle frames); each call gets its own copies of the rows, so a rule may
+    change them. Nothing outlives the context: a new report gets a new one.
+    """
 
     con: duckdb.DuckDBPyConnection
     thresholds: Thresholds
     expected_writes: list[Row] = field(default_factory=list)
     claimed: set = field(default_factory=set)
+    _memo: dict = field(default_factory=dict, repr=False)
+    _attempt_index: tuple[list, int, dict] | None = field(default=None, repr=False)
 
     @property
     def tolerance(self) -> dt.timedelta:
@@ -65,9 +72,25 @@ class Context:
         return dt.timedelta(seconds=self.thresholds.analysis.burst_gap_s)
 
     def query(self, name: str, params: dict | None = None) -> list[Row]:
-        cur = self.con.execute(named_sql(name), params or {})
+        """Rows of ``analyzer/sql/<name>.sql`` as dicts (run once per context when without parameters)."""
+        if params:
+            return self._run(name, params)
+        rows = self._memo.get(name)
+        if rows is None:
+            rows = self._memo[name] = self._run(name, {})
+        return [dict(r) for r in rows]
+
+    def _run(self, name: str, params: dict) -> list[Row]:
+        cur = self.con.execute(named_sql(name), params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str):
+        """The one value of ``sql``, computed once per context."""
+        key = ("scalar", sql)
+        if key not in self._memo:
+            self._memo[key] = self.con.execute(sql).fetchone()[0]
+        return self._memo[key]
 
     def signals(self, *names: str) -> list[Row]:
         return self.query("rule_signals", {"signals": list(names)})
@@ -224,8 +247,18 @@ def payload_missing(ctx: Context) -> list[Incident]:
     version_text = ctx.thresholds.analysis.server_version or (versions[-1] if versions else None)
     version = _version(version_text)
     tol = ctx.tolerance
+    runs = bursts(errors, ctx.gap, key=lambda r: r["atom"])
+    # what the runs of :payload_missing need from the database, asked once for all of them
+    missing_runs = [run for run in runs if (run[0]["atom"] or "unknown") == "payload_missing"]
+    pairs_of = dict(zip(map(id, missing_runs), _error_writes(ctx, missing_runs), strict=True))
+    arrived = _arrived(ctx, (s for run in missing_runs for s in near(sent, run[0]["ts"], run[-1]["ts"], tol)))
+    delivered_of = dict(zip(map(id, missing_runs), _arrival_counts(ctx, [
+        (run[0]["ts"] - ctx.gap, run[-1]["ts"] + ctx.gap) if pairs_of[id(run)] else None for run in missing_runs
+    ]), strict=True))
+    relation_lines = _distinct_lines(relations)
+    dup_lines = [r for r in lines if r["dup"]]
     out = []
-    for run in bursts(errors, ctx.gap, key=lambda r: r["atom"]):
+    for run in runs:
         atom = run[0]["atom"] or "unknown"
         start, end = run[0]["ts"], run[-1]["ts"]
         n = len(run)
@@ -239,12 +272,10 @@ def payload_missing(ctx: Context) -> list[Incident]:
         window_sent = near(sent, start, end, tol)
         sql_null = [s for s in window_sent if s["payload"] is None or _SQL_NULL.match(s["payload"] or "")]
         json_null = [s for s in window_sent if s["payload"] and _JSON_NULL.match(s["payload"])]
-        lost_sends = [s for s in window_sent if not _arrived(ctx, s)]
-        write_pairs = _error_writes(ctx, run)
+        lost_sends = [s for s in window_sent if not arrived[_sent_key(s)]]
+        write_pairs = pairs_of[id(run)]
         write_tables = Counter(w["table_name"] for _, w in write_pairs)
-        relation_lines = _distinct_lines(relations)
-        delivered = ctx.query("rule_arrivals_between", {"start": start - ctx.gap, "end": end + ctx.gap,
-                                                        "topic": None, "event": None}) if write_pairs else []
+        delivered = delivered_of[id(run)]
         affected = version is not None and _AFFECTED_JSON_NULL[0] <= version < _AFFECTED_JSON_NULL[1]
         extra: list[Row] = []
         if json_null and (version is None or affected):
@@ -272,7 +303,7 @@ def payload_missing(ctx: Context) -> list[Incident]:
             if write_pairs and len(write_pairs) == n:
                 because.append(
                     f"each error follows a write the bot logged to {', '.join(sorted(write_tables))}"
-                    + (f" while {_plural(len(delivered), 'broadcast')} kept arriving" if delivered else "")
+                    + (f" while {_plural(delivered, 'broadcast')} kept arriving" if delivered else "")
                 )
             if relation_lines:
                 because.append(f"the server logged an unexpected relation on the messages publication ({_plural(len(relation_lines), 'line')})")
@@ -291,8 +322,7 @@ def payload_missing(ctx: Context) -> list[Incident]:
         ids = {w["record_id"] for w in claimed_writes if w.get("record_id")}
         missed = [m for m in near(missed_lines, start, end + ctx.gap - tol, tol) if _names_id(m, ids)]
         ctx.claim(list(extra) + claimed_writes + missed + (relations if detail == "foreign_table_in_publication" else []))
-        dup_rows = [r for r in lines if r["dup"] and start <= r["ts"] <= end]
-        ctx.claim(dup_rows)
+        ctx.claim(near(dup_lines, start, end, dt.timedelta(0)))
         topics = [s["topic"] for s in extra if s.get("topic")]
         out.append(incident("payload_missing", detail, run, summary, topics=topics, extra=list(extra) + missed))
     return out
@@ -317,32 +347,61 @@ def _relation_of(row: Row) -> str | None:
     return row.get("table_name")
 
 
-def _arrived(ctx: Context, sent: Row) -> bool:
-    """Did a broadcast the application sent reach the client (same topic and event, within tolerance)?"""
-    rows = ctx.query("rule_arrivals_between", {
-        "start": sent["ts"] - ctx.tolerance, "end": sent["ts"] + ctx.tolerance,
-        "topic": sent.get("topic"), "event": sent.get("reason"),
+def _sent_key(sent: Row) -> tuple:
+    return evidence(sent).key, sent["ts"], sent.get("topic"), sent.get("reason")
+
+
+def _arrived(ctx: Context, sent: Iterable[Row]) -> dict[tuple, bool]:
+    """For each broadcast the application sent (by :func:`_sent_key`): did one of the same topic
+    and event reach the client within tolerance? One query for all of them (rule_arrivals.sql)."""
+    unique = list({_sent_key(s): s for s in sent}.values())
+    windows = [(s["ts"] - ctx.tolerance, s["ts"] + ctx.tolerance, s.get("topic"), s.get("reason")) for s in unique]
+    counts = _arrival_counts(ctx, windows)
+    return {_sent_key(s): n > 0 for s, n in zip(unique, counts, strict=True)}
+
+
+def _arrival_counts(ctx: Context, windows: list[tuple | None]) -> list[int]:
+    """Broadcasts that reached the client in each window ``(start, end[, topic, event])`` (0 for None)."""
+    wanted = [(i, w) for i, w in enumerate(windows) if w is not None]
+    counts = [0] * len(windows)
+    if not wanted:
+        return counts
+    spec = [{"i": i, "start": w[0], "end": w[1], "topic": w[2] if len(w) > 2 else None,
+             "event": w[3] if len(w) > 3 else None} for i, w in wanted]
+    rows = ctx.query("rule_arrivals", {
+        "windows": spec, "lo": min(w["start"] for w in spec), "hi": max(w["end"] for w in spec),
+        "with_event": any(w["event"] is not None for w in spec),
+        "width_us": max(int((w["end"] - w["start"]).total_seconds() * 1e6) for w in spec) + 1,
     })
-    return bool(rows)
+    for r in rows:
+        counts[r["i"]] = r["n"]
+    return counts
 
 
-def _error_writes(ctx: Context, errors: list[Row]) -> list[tuple[Row, Row]]:
-    """Pairs (error, write): each error with the latest write logged just before it, each write once."""
+def _error_writes(ctx: Context, runs: list[list[Row]]) -> list[list[tuple[Row, Row]]]:
+    """Per run of errors, pairs (error, write): each error with the latest write logged just before
+    it, each write once per run. One query for all runs (rule_error_writes.sql)."""
+    if not runs:
+        return []
     tol_us = int(ctx.tolerance.total_seconds() * 1e6)
-    rows = ctx.query("rule_error_writes", {"errors": [e["ts"] for e in errors], "tol_us": tol_us,
-                                           "per_error": 2 * len(errors) if len(errors) < 50 else 50})
+    spec = [{"run": k, "ets": e["ts"], "per": 2 * len(run) if len(run) < 50 else 50}
+            for k, run in enumerate(runs) for e in run]
+    rows = ctx.query("rule_error_writes", {"errors": spec, "tol_us": tol_us})
     by_ts: dict = {}
     for r in rows:
-        by_ts.setdefault(r["ets"], []).append(r)
-    pairs, used = [], set()
-    for err in errors:
-        for w in by_ts.get(err["ts"], []):
-            key = evidence(w).key
-            if key not in used:
-                used.add(key)
-                pairs.append((err, w))
-                break
-    return pairs
+        by_ts.setdefault((r.pop("run"), r["ets"]), []).append(r)
+    out = []
+    for k, run in enumerate(runs):
+        pairs, used = [], set()
+        for err in run:
+            for w in by_ts.get((k, err["ts"]), []):
+                key = evidence(w).key
+                if key not in used:
+                    used.add(key)
+                    pairs.append((err, w))
+                    break
+        out.append(pairs)
+    return out
 
 
 # ---- payload_too_large / invalid_payload ------------------------------------------------------
@@ -371,6 +430,8 @@ _INVALID_DETAIL = {
     "missing_field": "missing_field",
     "wrong_type": "wrong_type",
     "server_error": "server_error",
+    "undecodable": "undecodable",  # from a verdict's error_kind (view changes)
+    "too_deep": "too_deep",
 }
 
 
@@ -393,6 +454,15 @@ def _unrecognized(ctx: Context) -> list[Row]:
         else:
             r["kind"] = "missing_field" if "missing" in problem else "wrong_type"
     return rows
+
+
+def _where(row: Row, kind: str) -> str:
+    """Where invalid frames were seen: their topic, or why they have none."""
+    if row.get("topic"):
+        return f"on {row['topic']}"
+    if kind == "undecodable":
+        return "that could not be decoded (so no topic is known)"
+    return "without a topic"
 
 
 @rule("invalid_payload")
@@ -421,7 +491,7 @@ def invalid_payload(ctx: Context) -> list[Incident]:
         top = ", ".join(f"{p} ({c})" for p, c in problems.most_common(3))
         out.append(incident(
             "invalid_payload", kind, run,
-            f"{_plural(len(run), 'frame')} on {run[0]['topic']} failed the payload check: {top}"
+            f"{_plural(len(run), 'frame')} {_where(run[0], kind)} failed the payload check: {top}"
             + (f"; the client logged {_plural(len(extra), 'line')} about them" if extra else "")
             + ".",
             topics=[r["topic"] for r in run], extra=extra,
@@ -436,7 +506,7 @@ def invalid_payload(ctx: Context) -> list[Incident]:
                 else f"an invalid frame ({run[0]['problem']})")
         out.append(incident(
             "invalid_payload", kind, run,
-            f"The official client could not parse {_plural(len(run), 'frame')} on {run[0]['topic'] or '?'} and dropped "
+            f"The official client could not parse {_plural(len(run), 'frame')} {_where(run[0], '')} and dropped "
             f"{'it' if len(run) == 1 else 'them'}: {what}; callbacks never ran.",
             topics=[r["topic"] for r in run], extra=extra,
         ))
@@ -638,7 +708,7 @@ def subscription_attempts(ctx: Context) -> list[Attempt]:
             continue
         if topic in frame_topics:
             # the frames tell the story; the client's lines are more evidence for it
-            best = _closest_attempt(attempts, topic, r["ts"], ctx.tolerance, failed=r["signal"] != "sub_state" or r["state"] != "SUBSCRIBED")
+            best = _closest_attempt(ctx, attempts, topic, r["ts"], ctx.tolerance, failed=r["signal"] != "sub_state" or r["state"] != "SUBSCRIBED")
             if best is not None:
                 best.rows.append(r)
             continue
@@ -654,7 +724,7 @@ def subscription_attempts(ctx: Context) -> list[Attempt]:
             elif not client_failures and r["state"] == "CHANNEL_ERROR" and r["reason"]:
                 attempts.append(Attempt(topic, r["ts"], "error", r["reason"], [r], "logs"))
             else:
-                twin = _closest_attempt(attempts, topic, r["ts"], ctx.tolerance, failed=r["state"] != "SUBSCRIBED")
+                twin = _closest_attempt(ctx, attempts, topic, r["ts"], ctx.tolerance, failed=r["state"] != "SUBSCRIBED")
                 if twin is not None:
                     twin.rows.append(r)
     attempts.sort(key=lambda a: a.ts)
@@ -689,9 +759,10 @@ def _server_topic(topic: str | None) -> str | None:
     return topic if topic.startswith("realtime:") else "realtime:" + topic
 
 
-def _closest_attempt(attempts: list[Attempt], topic: str, ts: dt.datetime, tol: dt.timedelta, failed: bool) -> Attempt | None:
+def _closest_attempt(ctx: Context, attempts: list[Attempt], topic: str, ts: dt.datetime, tol: dt.timedelta,
+                     failed: bool) -> Attempt | None:
     """The attempt of ``topic`` nearest to ``ts`` (within tolerance + 10 s) with that outcome."""
-    index = _attempt_index(attempts)
+    index = _attempt_index(ctx, attempts)
     ordered = index.get(topic, [])
     reach = tol + dt.timedelta(seconds=10)
     lo = bisect.bisect_left(ordered, ts - reach, key=lambda a: a.ts)
@@ -703,19 +774,15 @@ def _closest_attempt(attempts: list[Attempt], topic: str, ts: dt.datetime, tol: 
     return best
 
 
-_INDEX_CACHE: dict[int, tuple[int, dict]] = {}
-
-
-def _attempt_index(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
-    """Attempts per topic sorted by time, rebuilt when the list grew."""
-    cached = _INDEX_CACHE.get(id(attempts))
-    if cached is not None and cached[0] == len(attempts):
-        return cached[1]
+def _attempt_index(ctx: Context, attempts: list[Attempt]) -> dict[str, list[Attempt]]:
+    """Attempts per topic sorted by time, kept on the context and rebuilt when the list grew."""
+    cached = ctx._attempt_index
+    if cached is not None and cached[0] is attempts and cached[1] == len(attempts):
+        return cached[2]
     index: dict[str, list[Attempt]] = {}
     for a in sorted(attempts, key=lambda a: a.ts):
         index.setdefault(a.topic, []).append(a)
-    _INDEX_CACHE.clear()
-    _INDEX_CACHE[id(attempts)] = (len(attempts), index)
+    ctx._attempt_index = (attempts, len(attempts), index)
     return index
 
 
@@ -808,11 +875,8 @@ def network(ctx: Context) -> list[Incident]:
             events.append({**r, "what": "abnormal_close"})
         elif r["kind"] == "error" and r["phase"] == "connect" and r["status"] not in (401, 403):
             events.append({**r, "what": "connect_failed"})
-    hb = ctx.con.execute(
-        "SELECT ts, session_id, seq FROM heartbeats WHERE reply_ts IS NULL AND followed ORDER BY ts"
-    ).fetchall()
-    for ts, session_id, seq in hb:
-        events.append({"ts": ts, "table": "frames", "source": None, "seq": seq, "session_id": session_id,
+    for h in ctx.query("rule_heartbeat_timeouts"):
+        events.append({"ts": h["ts"], "table": "frames", "source": None, "seq": h["seq"], "session_id": h["session_id"],
                        "text": "heartbeat without reply before the next one", "what": "heartbeat_timeout"})
     for r in ctx.signals("ws_closed", "connect_failed", "gave_up", "down_reported"):
         if r["signal"] == "ws_closed" and r["code"] in (1000, 1001):

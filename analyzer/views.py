@@ -1,7 +1,7 @@
 """The analyzer's derived DuckDB views over a store (SQL in ``analyzer/sql/view_*.sql``).
 
 ``connect`` defines ``frames`` and ``logs``; :func:`add_views` adds, in dependency order:
-``verdicts``, ``changes``, ``joins``, ``heartbeats``, ``log_signals``, ``connections`` and
+``verdicts``, ``changes``, ``control_frames``, ``sessions``, ``joins``, ``heartbeats``, ``log_signals``, ``connections`` and
 ``timeline``, plus the macros of ``macros.sql``. Each file says what its columns mean.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-DERIVED_VIEWS = ("verdicts", "changes", "joins", "heartbeats", "log_signals", "connections", "timeline")
+DERIVED_VIEWS = ("verdicts", "changes", "control_frames", "sessions", "joins", "heartbeats", "log_signals", "connections", "timeline")
 VERDICTS_DIR = "verdicts"
 
 
@@ -36,8 +36,8 @@ def add_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     union = ""
     if glob is not None:
         union = (
-            "UNION ALL BY NAME SELECT session_id, seq, valid, error_path, error "
-            f"FROM read_parquet({_quote(glob)}, union_by_name = true)"
+            # every column of the files: one written before error_kind existed reads it as NULL
+            f"UNION ALL BY NAME SELECT * FROM read_parquet({_quote(glob)}, union_by_name = true)"
         )
     for name in DERIVED_VIEWS:
         con.execute(named_sql(f"view_{name}").replace("{verdicts_union}", union))

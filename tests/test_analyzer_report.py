@@ -17,10 +17,12 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 - pa.parquet
 import pytest
 
 from analyzer.cli import main
-from analyzer.report import build_report
+from analyzer.db import connect
+from analyzer.report import build_report, pin_window
 from analyzer.thresholds import Thresholds, load_thresholds, thresholds_from_dict
 from recorder.errors import ConfigError, InputError
 from recorder.logfiles import record_logs
@@ -286,6 +288,96 @@ def test_thresholds_change_the_verdict(builder, tmp_path):
     toml.write_text('[realtime_down]\nfor = "30s"\n')
     esc = escalation(build_report(builder.write(), thresholds=load_thresholds(toml)), "realtime_down")
     assert (esc.breached, esc.limit) == (True, 30.0)
+
+
+# ---- invalid_payload details, with and without the validator's verdicts ------------------------
+
+
+@pytest.mark.parametrize("with_verdicts", [False, True], ids=["own check", "verdicts"])
+@pytest.mark.parametrize(("record", "type_", "detail"), [
+    ({}, "UPDATE", "empty_record"),
+    (None, "INSERT", "null_record"),
+    ("x", "INSERT", "wrong_type"),
+])
+def test_invalid_payload_detail_is_the_kind_of_invalidity(builder, with_verdicts, record, type_, detail):
+    from analyzer.validate import validate_store
+
+    builder.frame(0, "out", kind="open", topic=None, payload={"url": "ws://x"})
+    for n in range(3):
+        builder.change(1 + n, type=type_, record={"id": n})
+        builder.frames[-1]["payload"] = builder.frames[-1]["payload"].replace(f'"record": {{"id": {n}}}', f'"record": {json.dumps(record)}')
+    store = builder.write()
+    if with_verdicts:
+        assert validate_store(store).invalid == 3
+        kinds = {"empty_record": "empty", "null_record": "null", "wrong_type": "wrong_type"}
+        con = connect(store)
+        try:
+            assert con.execute("SELECT DISTINCT error_path, error_kind FROM verdicts WHERE NOT valid").fetchall() == [
+                ("/data/record", kinds[detail])]
+            assert con.execute("SELECT DISTINCT from_validator, kind FROM changes").fetchall() == [(True, detail)]
+        finally:
+            con.close()
+    assert incidents_of(build_report(store)) == [("invalid_payload", detail, 3)]
+
+
+def test_verdicts_without_error_kind_still_read(builder):
+    """A verdicts file written before error_kind existed: the view reads it as NULL."""
+    builder.change(1, type="UPDATE", record={})
+    store = builder.write()
+    (store / "verdicts").mkdir()
+    seq = builder.frames[-1]["seq"]
+    pa.parquet.write_table(pa.table({"session_id": ["s1"], "seq": [seq], "valid": [False],
+                                     "error_path": ["/data/record"], "error": ["empty object"]}),
+                           store / "verdicts" / "verdicts.parquet")
+    con = connect(store)
+    try:
+        (error_kind, kind), = con.execute("SELECT error_kind, kind FROM verdicts JOIN changes USING (session_id, seq)").fetchall()
+    finally:
+        con.close()
+    assert error_kind is None and kind is not None  # the kind then comes from the verdict's text
+    assert [i.cause for i in build_report(store).incidents] == ["invalid_payload"]
+
+
+def test_undecodable_frames_are_worded_without_a_topic(builder):
+    builder.frame(0, "out", kind="open", topic=None, payload={"url": "ws://x"})
+    builder.frame(1, "in", topic=None, payload=None)
+    builder.frames[-1].update(event=None, decode_error="invalid JSON at byte 3", raw=b"[1,")
+    (inc,) = build_report(builder.write()).incidents
+    assert (inc.cause, inc.detail, inc.topics) == ("invalid_payload", "undecodable", [])
+    assert "None" not in inc.summary
+    assert inc.summary.startswith("1 frame that could not be decoded (so no topic is known) failed the payload check")
+
+
+def test_rule_caches_belong_to_their_context(builder):
+    """Nothing a report computes is kept at module level: a second context starts empty."""
+    import analyzer.rules as rules
+    from analyzer.rules import Context
+
+    builder.session(0, "s1")
+    builder.log(0.2, f"subscription state SUBSCRIBED for {TOPIC}")  # matched to the join: the attempt index is used
+    store = builder.write()
+
+    def module_state():
+        return {name: repr(value) for name, value in vars(rules).items() if isinstance(value, (dict, list, set))}
+
+    before = module_state()
+    build_report(store)
+    assert module_state() == before
+    contexts = []
+    for _ in range(2):
+        con = connect(store)
+        pin_window(con, None, None, Thresholds())
+        ctx = Context(con, Thresholds())
+        rules.subscription_attempts(ctx)
+        contexts.append(ctx)
+    first, second = contexts
+    assert first.query("rule_channel_frames") == second.query("rule_channel_frames")
+    rows = first.query("rule_channel_frames")
+    rows[0]["topic"] = "changed by a rule"
+    assert first.query("rule_channel_frames")[0]["topic"] != "changed by a rule"
+    assert first._memo is not second._memo
+    for ctx in contexts:
+        ctx.con.close()
 
 
 # ---- payload_missing details from builders -----------------------------------------------------

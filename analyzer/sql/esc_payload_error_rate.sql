@@ -2,7 +2,9 @@
 -- postgres_changes frames, the window of $window_s seconds that ends with it; among windows with at
 -- least $min_events frames, the one with the highest share of invalid payloads (earliest on ties).
 WITH b AS (
-    SELECT epoch(date_trunc('second', ts))::BIGINT AS sec, count(*) AS n,
+    -- the second ts falls in (floor, as epoch(date_trunc('second', ts)), without its time-zone arithmetic)
+    SELECT CASE WHEN epoch_us(ts) >= 0 THEN epoch_us(ts) // 1000000 ELSE -((999999 - epoch_us(ts)) // 1000000) END AS sec,
+           count(*) AS n,
            count(*) FILTER (WHERE problem IS NOT NULL) AS bad, min(ts) AS first_ts, max(ts) AS last_ts
     FROM changes GROUP BY sec
 ),

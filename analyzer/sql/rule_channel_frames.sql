@@ -9,7 +9,7 @@ SELECT ts, 'frames' AS "table", source, NULL::BIGINT AS "offset", NULL::VARCHAR 
        coalesce(json_array_length(payload, '$.config.postgres_changes'), 0) AS n_bindings,
        json_extract(payload, '$.config.postgres_changes')::VARCHAR AS bindings,
        event || ' ' || coalesce(payload, '') AS text
-FROM frames
+FROM control_frames
 WHERE topic IS DISTINCT FROM 'phoenix'
   AND ((direction = 'out' AND event IN ('phx_join', 'phx_leave'))
        OR (direction = 'in' AND event IN ('phx_reply', 'phx_close', 'phx_error', 'system')))

@@ -8,6 +8,6 @@ SELECT ts, 'frames' AS "table", source, NULL::BIGINT AS "offset", NULL::VARCHAR 
        TRY_CAST(json_extract_string(payload, '$.status') AS INTEGER) AS status,
        json_extract_string(payload, '$.why') AS why,
        kind || ': ' || coalesce(payload, '') AS text
-FROM frames
+FROM control_frames
 WHERE kind IN ('open', 'close', 'error')
 ORDER BY ts, session_id, seq;

@@ -2,6 +2,7 @@
 -- same table and operation (and row id, when both have one) arriving from $before_us before to
 -- $after_us after the write: candidates for "missed events" (the rls rule still checks that the
 -- client was connected and subscribed, and that no other rule explained the write).
+-- Times compare as epoch microseconds: the same as adding intervals, without time-zone arithmetic per pair.
 WITH w AS (
     SELECT ts, 'logs' AS "table", source, "offset", file_id, NULL::BIGINT AS seq, NULL::VARCHAR AS session_id,
            line AS text, table_name, op, record_id
@@ -18,11 +19,11 @@ a AS (
 )
 SELECT w.* FROM w ANTI JOIN a
     ON a.relation = w.table_name AND a.type = w.op AND a.record_id = w.record_id
-   AND a.ts BETWEEN w.ts - to_microseconds($before_us) AND w.ts + to_microseconds($after_us)
+   AND epoch_us(a.ts) BETWEEN epoch_us(w.ts) - $before_us AND epoch_us(w.ts) + $after_us
 WHERE w.record_id IS NOT NULL
 UNION ALL
 SELECT w.* FROM w ANTI JOIN a
     ON a.relation = w.table_name AND a.type = w.op
-   AND a.ts BETWEEN w.ts - to_microseconds($before_us) AND w.ts + to_microseconds($after_us)
+   AND epoch_us(a.ts) BETWEEN epoch_us(w.ts) - $before_us AND epoch_us(w.ts) + $after_us
 WHERE w.record_id IS NULL
 ORDER BY ts, source, "offset";

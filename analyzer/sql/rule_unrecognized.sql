@@ -6,6 +6,9 @@ WITH u AS (
 ),
 p AS (
     SELECT *, CASE WHEN json_valid(frame) THEN frame END AS j FROM u
+),
+c AS (
+    SELECT *, json_extract(j, change_paths('$.payload'))::VARCHAR[] AS x FROM p
 )
 SELECT ts, 'logs' AS "table", source, "offset", file_id, NULL::BIGINT AS seq, NULL::VARCHAR AS session_id,
        left(line, 400) AS text, topic,
@@ -14,14 +17,11 @@ SELECT ts, 'logs' AS "table", source, "offset", file_id, NULL::BIGINT AS seq, NU
            WHEN j IS NULL THEN 'frame: not JSON'
            WHEN json_type(j) <> 'OBJECT' THEN 'frame: not an object (vsn 2.0.0 array?)'
            WHEN json_extract_string(j, '$.event') = 'postgres_changes' THEN change_problem(
-                json_extract(j, '$.payload')::VARCHAR, json_extract(j, '$.payload.data'), json_extract(j, '$.payload.ids'),
-                json_extract_string(j, '$.payload.data.type'), json_extract(j, '$.payload.data.record'),
-                json_extract(j, '$.payload.data.old_record'), json_extract(j, '$.payload.data.errors'),
-                json_extract(j, '$.payload.data.commit_timestamp'), json_extract(j, '$.payload.data.schema'),
-                json_extract(j, '$.payload.data.table'), json_extract(j, '$.payload.data.columns'))
+                json_type(j, '$.payload'), json_type(j, '$.payload.data'), x[1], x[2], json_piece_text(x[2]),
+                x[6], x[7], x[8], x[5], x[3], x[4], x[9])
            WHEN json_extract_string(j, '$.event') = 'broadcast' AND json_type(j, '$.payload.payload') IS DISTINCT FROM 'OBJECT'
                 THEN 'payload.payload: ' || coalesce(lower(json_type(j, '$.payload.payload')), 'missing') || ', not an object'
        END AS problem,
        json_extract_string(j, '$.payload.data.errors') AS errors
-FROM p
+FROM c
 ORDER BY ts, source, "offset";

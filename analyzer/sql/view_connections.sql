@@ -14,21 +14,12 @@ WITH closes AS (
     SELECT session_id, arg_max(close_code, ts) AS close_code,
            arg_max(json_extract_string(payload, '$.by'), ts) AS closed_by,
            arg_max(json_extract_string(payload, '$.why'), ts) AS why
-    FROM frames WHERE kind = 'close' GROUP BY session_id
+    FROM control_frames WHERE kind = 'close' GROUP BY session_id
 ),
 sessions AS (
-    SELECT
-        f.session_id,
-        min(f.ts) FILTER (WHERE f.kind = 'open') AS opened,
-        min(f.ts) AS first_ts,
-        max(f.ts) AS last_ts,
-        max(f.ts) FILTER (WHERE f.kind = 'close') AS closed,
-        any_value(c.close_code) AS close_code,
-        any_value(c.closed_by) AS closed_by,
-        any_value(c.why) AS why
-    FROM frames f LEFT JOIN closes c ON c.session_id = f.session_id
-    WHERE f.session_id IS NOT NULL
-    GROUP BY f.session_id
+    -- view sessions, with the close row of each session
+    SELECT s.*, c.close_code, c.closed_by, c.why
+    FROM sessions s LEFT JOIN closes c ON c.session_id = s.session_id
 ),
 up AS (
     SELECT session_id, opened AS start, coalesce(closed, last_ts) AS "end", closed IS NOT NULL AS ended,

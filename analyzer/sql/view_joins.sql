@@ -8,12 +8,12 @@
 CREATE OR REPLACE VIEW joins AS
 WITH j AS (
     SELECT ts, session_id, seq, source, topic, ref, join_ref, payload
-    FROM frames
+    FROM control_frames
     WHERE direction = 'out' AND event = 'phx_join'
 ),
 r AS (
     SELECT ts, session_id, seq, topic, ref, payload
-    FROM frames
+    FROM control_frames
     WHERE direction = 'in' AND event = 'phx_reply' AND topic IS DISTINCT FROM 'phoenix'
 ),
 matched AS (
@@ -22,8 +22,7 @@ matched AS (
     GROUP BY ALL
 ),
 ends AS (
-    SELECT session_id, max(ts) AS last_ts, max(CASE WHEN kind = 'close' THEN ts END) AS closed_ts
-    FROM frames GROUP BY session_id
+    SELECT session_id, last_ts, closed AS closed_ts FROM sessions
 )
 SELECT
     j.ts, j.session_id, j.seq, j.source, j.topic, j.ref, j.join_ref,

@@ -48,20 +48,23 @@ classified AS (
             WHEN line = 'Initiating auto-reconnect sequence...' THEN 'reconnecting'
             WHEN starts_with(line, 'join push error for channel ') THEN 'join_error'
             WHEN starts_with(line, 'join push timeout for channel ') THEN 'join_timeout'
-            WHEN regexp_matches(line, '^channel \S+ error: ') THEN 'channel_error'
-            WHEN regexp_matches(line, '^channel \S+ closed$') THEN 'channel_closed'
+            WHEN starts_with(line, 'channel ') AND regexp_matches(line, '^channel \S+ error: ') THEN 'channel_error'
+            WHEN starts_with(line, 'channel ') AND regexp_matches(line, '^channel \S+ closed$') THEN 'channel_closed'
             WHEN starts_with(line, 'Rejoining channel after reconnection: ') THEN 'joining'
-            WHEN regexp_matches(line, '^subscription state [A-Z_]+ for ') THEN 'sub_state'
-            WHEN regexp_matches(line, '^(inserted|updated|deleted) .*\b(into|in|from) [A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*') THEN 'write'
-            WHEN regexp_matches(line, '^received postgres_changes (INSERT|UPDATE|DELETE) for ') THEN 'received_change'
+            WHEN starts_with(line, 'subscription state ') AND regexp_matches(line, '^subscription state [A-Z_]+ for ') THEN 'sub_state'
+            WHEN (starts_with(line, 'inserted ') OR starts_with(line, 'updated ') OR starts_with(line, 'deleted '))
+                 AND regexp_matches(line, '^(inserted|updated|deleted) .*\b(into|in|from) [A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*') THEN 'write'
+            WHEN starts_with(line, 'received postgres_changes INSERT for ') OR starts_with(line, 'received postgres_changes UPDATE for ')
+                 OR starts_with(line, 'received postgres_changes DELETE for ') THEN 'received_change'
             WHEN starts_with(line, 'received postgres_changes with empty record') THEN 'empty_record'
-            WHEN regexp_matches(line, '^(sent broadcast|realtime\.send|inserted message into realtime\.messages)\b') THEN 'broadcast_sent'
-            WHEN regexp_matches(line, '^received broadcast\b') THEN 'broadcast_received'
+            WHEN (starts_with(line, 'sent broadcast') OR starts_with(line, 'realtime.send') OR starts_with(line, 'inserted message into realtime.messages'))
+                 AND regexp_matches(line, '^(sent broadcast|realtime\.send|inserted message into realtime\.messages)\b') THEN 'broadcast_sent'
+            WHEN starts_with(line, 'received broadcast') AND regexp_matches(line, '^received broadcast\b') THEN 'broadcast_received'
             WHEN contains(line, 'Realtime connection down since') OR contains(line, 'Realtime connection lost at')
                  OR contains(line, 'Realtime connection down for more than') THEN 'down_reported'
             WHEN contains(line, 'Realtime connection restored') THEN 'up_reported'
             WHEN contains(line, 'falling back to polling') THEN 'polling_on'
-            WHEN regexp_matches(line, 'polling( of \S+)? stopped') THEN 'polling_off'
+            WHEN contains(line, ' stopped') AND regexp_matches(line, 'polling( of \S+)? stopped') THEN 'polling_off'
             WHEN level = 'debug' AND error_code IS NOT NULL THEN NULL
             WHEN error_code IN ('InvalidJWTToken', 'MalformedJWT', 'JwtSignatureError', 'JwtSignerError', 'InvalidJWTExpiration')
                  OR contains(line, 'Token has expired') OR contains(line, 'not a valid JWT')
@@ -70,11 +73,12 @@ classified AS (
                                 'DatabaseConnectionIssue', 'DatabaseConnectionRateLimitReached', 'IncreaseConnectionPool')
                  OR contains(line, 'unable to connect to the project database')
                  OR contains(line, 'PGRST001') OR contains(line, 'PGRST000')
-                 OR regexp_matches(line, '(?i)database (connectivity error|unreachable|connection (error|failed|refused)|is unreachable|cannot be reached)')
-                 OR regexp_matches(line, 'could not connect to server|connection to server at .* failed') THEN 'db_error'
+                 OR (line ILIKE '%databa%' AND regexp_matches(line, '(?i)database (connectivity error|unreachable|connection (error|failed|refused)|is unreachable|cannot be reached)'))
+                 OR (contains(line, ' to server') AND regexp_matches(line, 'could not connect to server|connection to server at .* failed')) THEN 'db_error'
             WHEN contains(line, 'database reachable again') THEN 'db_ok'
-            WHEN regexp_matches(line, 'subscription to \S+ failed \d+ times') OR regexp_matches(line, '\d+ consecutive subscription attempts failed') THEN 'sub_failures_reported'
-            WHEN contains(line, 'no realtime event arrived') OR regexp_matches(line, '^no realtime event for ') THEN 'missed_reported'
+            WHEN (contains(line, 'subscription to ') AND regexp_matches(line, 'subscription to \S+ failed \d+ times'))
+                 OR (contains(line, ' consecutive subscription attempts failed') AND regexp_matches(line, '\d+ consecutive subscription attempts failed')) THEN 'sub_failures_reported'
+            WHEN contains(line, 'no realtime event arrived') OR starts_with(line, 'no realtime event for ') THEN 'missed_reported'
             WHEN level = 'debug' THEN NULL  -- client debug dumps repeat what the lines above already say
             WHEN error_code = 'Unauthorized' OR error_code = 'RlsPolicyError' THEN 'unauthorized'
             WHEN error_code IN ('ChannelRateLimitReached', 'ConnectionRateLimitReached', 'ClientJoinRateLimitReached',
@@ -83,10 +87,36 @@ classified AS (
                                 'PrivateOnly', 'TopicNameRequired', 'UnknownErrorOnChannel') THEN 'join_refused'
         END AS signal
     FROM base
+),
+verbs AS (
+    -- a write line starts with one of these (the 'write' pattern above)
+    SELECT *, CASE WHEN signal = 'write' THEN CASE WHEN starts_with(line, 'inserted') THEN 'inserted'
+                                                   WHEN starts_with(line, 'updated') THEN 'updated' ELSE 'deleted' END END AS write_verb
+    FROM classified
+),
+shaped AS (
+    -- The bulk of a bot log is its own lines in their exact shape: one pattern takes all their
+    -- fields at once ('' when a line has another shape; the general patterns below decide then).
+    -- In these shapes each general pattern can only match at the place named here, so both give
+    -- the same values.
+    SELECT *,
+        CASE WHEN signal = 'health' THEN regexp_extract(line,
+            '^health check: realtime=(\w+) subscription=\w+ db=(\w+) polling=(\w+)$', ['realtime', 'db', 'polling']) END AS health,
+        CASE WHEN signal = 'write' AND NOT contains(line, ''' and table ''') THEN regexp_extract(line,
+            '^(?:inserted|updated|deleted) (?:[a-z_]+ )?(?:id=)?([0-9]+) (?:into|in|from) ([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)(?:[ ,;:)(].*)?$',
+            ['id', 'rel']) END AS write_line,
+        CASE WHEN signal = 'received_change' THEN regexp_extract(line,
+            '^received postgres_changes (?:INSERT|UPDATE|DELETE) for ([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*) id=([0-9]+)$',
+            ['rel', 'id']) END AS received_line
+    FROM verbs
 )
+-- Each CASE below tests disjoint signals, so the order of its WHENs does not change a value; the
+-- signals of the bulk of a log (health checks, writes, received changes) come first, so that their
+-- rows leave each CASE at once.
 SELECT
     ts, source, file, file_id, "offset", level, logger, error_code, line, message, signal,
     CASE
+        WHEN signal IN ('health', 'write', 'received_change') THEN NULL
         WHEN signal IN ('join_error', 'join_timeout') THEN regexp_extract(line, 'for channel (\S+?):?(\s|$)', 1)
         WHEN signal IN ('channel_error', 'channel_closed') THEN regexp_extract(line, '^channel (\S+)', 1)
         WHEN signal = 'joining' THEN regexp_extract(line, 'reconnection: (\S+)', 1)
@@ -101,6 +131,8 @@ SELECT
         WHEN signal = 'connect_failed' THEN TRY_CAST(nullif(regexp_extract(line, 'HTTP (\d{3})', 1), '') AS INTEGER)
     END AS code,
     CASE
+        WHEN signal = 'write' THEN write_verb
+        WHEN signal IN ('health', 'received_change') THEN error_code
         WHEN signal = 'broadcast_error' THEN regexp_extract(line, 'UnableToBroadcastChanges: :?(\S+)', 1)
         WHEN signal = 'server_version' THEN regexp_extract(line, 'supabase/realtime:v(\d+\.\d+\.\d+)', 1)
         WHEN signal = 'join_error' THEN coalesce(nullif(regexp_extract(line, '''reason'': [''"](.*)[''"]\}$', 1), ''), regexp_extract(line, ': (\{.*\})$', 1))
@@ -109,32 +141,39 @@ SELECT
         WHEN signal IN ('connect_failed', 'gave_up') THEN regexp_extract(line, '(?:failed: |Error: )(.*)$', 1)
         WHEN signal = 'unrecognized_frame' THEN regexp_extract(line, '^Unrecognized message format (.*)$', 1)
         WHEN signal = 'broadcast_sent' THEN nullif(regexp_extract(line, '\bevent=([^\s,)]+)', 1), '')
-        WHEN signal = 'write' THEN regexp_extract(line, '^(inserted|updated|deleted)', 1)
         ELSE error_code
     END AS reason,
     CASE
-        WHEN signal IN ('write', 'unexpected_relation', 'received_change', 'empty_record', 'db_error') THEN
+        WHEN signal = 'health' THEN NULL
+        WHEN write_line.rel <> '' THEN write_line.rel
+        WHEN received_line.rel <> '' THEN received_line.rel
+        WHEN signal IN ('write', 'received_change', 'unexpected_relation', 'empty_record', 'db_error') THEN
             nullif(coalesce(
-                nullif(regexp_extract(line, 'schema ''(\w+)'' and table ''(\w+)''', ['s', 't'])['s'] || '.' ||
-                       regexp_extract(line, 'schema ''(\w+)'' and table ''(\w+)''', ['s', 't'])['t'], '.'),
+                CASE WHEN contains(line, ''' and table ''') THEN
+                    nullif(regexp_extract(line, 'schema ''(\w+)'' and table ''(\w+)''', ['s', 't'])['s'] || '.' ||
+                           regexp_extract(line, 'schema ''(\w+)'' and table ''(\w+)''', ['s', 't'])['t'], '.') END,
                 regexp_extract(line, '\b(?:into|in|from|for|on insert into|on update of) ([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)', 1)
             ), '')
         WHEN signal = 'broadcast_sent' THEN 'realtime.messages'
     END AS table_name,
     CASE
-        WHEN signal = 'write' THEN CASE regexp_extract(line, '^(inserted|updated|deleted)', 1)
-            WHEN 'inserted' THEN 'INSERT' WHEN 'updated' THEN 'UPDATE' ELSE 'DELETE' END
-        WHEN signal = 'received_change' THEN regexp_extract(line, 'postgres_changes (INSERT|UPDATE|DELETE)', 1)
+        WHEN signal = 'write' THEN CASE write_verb WHEN 'inserted' THEN 'INSERT' WHEN 'updated' THEN 'UPDATE' ELSE 'DELETE' END
+        -- 'received postgres_changes ' is 26 characters, and INSERT / UPDATE / DELETE 6 each
+        WHEN signal = 'received_change' THEN substring(line, 27, 6)
     END AS op,
     CASE
+        WHEN write_line.id <> '' THEN write_line.id
+        WHEN received_line.id <> '' THEN received_line.id
         WHEN signal = 'write' THEN nullif(regexp_extract(line, '^(?:inserted|updated|deleted) (?:[a-z_]+ )?(?:id=)?([0-9]+)\b', 1), '')
-        WHEN signal IN ('received_change', 'empty_record') THEN nullif(regexp_extract(line, '\bid=([0-9]+)', 1), '')
+        WHEN signal IN ('received_change', 'empty_record') AND contains(line, 'id=') THEN nullif(regexp_extract(line, '\bid=([0-9]+)', 1), '')
     END AS record_id,
     CASE WHEN signal = 'broadcast_sent' THEN nullif(regexp_extract(line, '\bpayload=(.*)$', 1), '') END AS payload,
     CASE
-        WHEN signal = 'sub_state' THEN regexp_extract(line, '^subscription state ([A-Z_]+)', 1)
+        WHEN signal IN ('write', 'received_change') THEN NULL
+        WHEN health.realtime <> '' THEN health.realtime || ' ' || health.db || ' ' || health.polling
         WHEN signal = 'health' THEN regexp_extract(line, 'realtime=(\w+)', 1) || ' ' || regexp_extract(line, 'db=(\w+)', 1)
                                      || ' ' || regexp_extract(line, 'polling=(\w+)', 1)
+        WHEN signal = 'sub_state' THEN regexp_extract(line, '^subscription state ([A-Z_]+)', 1)
     END AS state
-FROM classified
+FROM shaped
 WHERE signal IS NOT NULL OR level IN ('error', 'critical');
