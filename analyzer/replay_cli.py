@@ -70,11 +70,13 @@ Examples:
 @click.option("--failures", "max_failures", default=10, show_default=True, type=click.IntRange(0),
               help="How many failures to list (the earliest).")
 @click.option("--no-write", is_flag=True, help="Only check; do not write STORE/verdicts.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
+              help="Processes that check the frames (Linux; 0: one per CPU). The verdicts are the same.")
 @format_option(("text", "json"), "text")
-def validate_command(store, schema_dir, engine, max_failures, no_write, fmt) -> int:
+def validate_command(store, schema_dir, engine, max_failures, no_write, workers, fmt) -> int:
     if engine != "both" and engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(sorted(ENGINES))}, both")
-    result = validate_store(store, schema_dir, engine, failures=max_failures, write=not no_write)
+    result = validate_store(store, schema_dir, engine, failures=max_failures, write=not no_write, workers=workers)
     if fmt == "json":
         click.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     else:

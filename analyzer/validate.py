@@ -39,8 +39,11 @@ Decisions (README "Validating payloads" says the same to users):
   every payload makes one round trip through Python objects. The pipeline keeps that round trip
   cheap: Arrow columns to bytes (no UTF-8 decoding), 16 payloads parsed, checked and dropped at a
   time (fresh in the CPU cache: 2-4x faster than parsing a whole batch first), one call into
-  Rust per group of payloads (``items`` of an array schema), errors only computed for the
-  payloads found invalid.
+  Rust per chunk of one event against a schema that does the routing itself (change type,
+  per-table record schema: :meth:`SchemaSet.routed_schemas`), so a valid chunk needs no Python
+  per payload beyond reading its relation and type; a chunk that fails is checked payload by
+  payload and errors are only computed for the payloads found invalid. ``--workers N`` forks N
+  processes over slices of the row groups (same verdicts, same order).
 * **What is checked**: server-to-client (``direction = 'in'``) text and binary frames whose event
   has a schema (``postgres_changes``, ``broadcast``, ``presence_state``, ``presence_diff``,
   ``system``, ``phx_reply``, plus any event a ``--schema DIR`` file adds), and every such frame
@@ -65,6 +68,7 @@ Decisions (README "Validating payloads" says the same to users):
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import heapq
 import io
@@ -72,6 +76,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -331,6 +336,7 @@ def _issues_of(
 # ---- engines ----------------------------------------------------------------------------------------------
 
 Check = Callable[[Sequence[object]], list[list[Issue]]]
+AllValid = Callable[[list], bool]
 
 
 @dataclass(frozen=True)
@@ -338,22 +344,28 @@ class Engine:
     """A JSON Schema engine: ``compile(schema)`` returns ``check(payloads) -> issues per payload``.
 
     ``check`` gets already parsed payloads and returns, for each, the list of its normalised
-    issues (empty when valid). Register one with :func:`register_engine`.
+    issues (empty when valid). ``all_valid(schema)``, when the engine has it, returns a function
+    that answers in one call whether every payload of a list is valid (None if it cannot for
+    this schema): the shortcut for the common case, where nothing needs explaining. Register
+    one with :func:`register_engine`.
     """
 
     name: str
     library: str
     compile: Callable[[dict], Check]
+    all_valid: Callable[[dict], AllValid | None] | None = None
 
 
 ENGINES: dict[str, Engine] = {}
 
 
-def register_engine(name: str, library: str) -> Callable[[Callable[[dict], Check]], Callable[[dict], Check]]:
+def register_engine(
+    name: str, library: str, all_valid: Callable[[dict], AllValid | None] | None = None
+) -> Callable[[Callable[[dict], Check]], Callable[[dict], Check]]:
     """Decorator: add ``compile(schema) -> check`` to :data:`ENGINES` under ``name``."""
 
     def add(compile_fn: Callable[[dict], Check]) -> Callable[[dict], Check]:
-        ENGINES[name] = Engine(name, library, compile_fn)
+        ENGINES[name] = Engine(name, library, compile_fn, all_valid)
         return compile_fn
 
     return add
@@ -376,9 +388,12 @@ def compile_reference(schema: dict) -> Check:
 
     def issues(payload: object) -> list[Issue]:
         out: list[Issue] = []
+        done: set = set()
         for err in validator.iter_errors(payload):
             schema_path = list(err.absolute_schema_path)
             keyword = str(err.validator)
+            if keyword in _PER_NAME and _seen(done, err.absolute_path, keyword, err.schema):
+                continue
             detail = None
             if "propertyNames" in schema_path:
                 # jsonschema reports the failing keyword inside propertyNames, on the name itself
@@ -397,7 +412,26 @@ def compile_reference(schema: dict) -> Check:
     return check
 
 
-@register_engine("fast", _version("jsonschema-rs"))
+# keywords both engines report once per missing name, where _issues_of lists every missing name at once
+_PER_NAME = {"required", "dependentRequired"}
+
+
+def _seen(done: set, path: Iterable, keyword: str, node: object) -> bool:
+    """Whether this (instance path, keyword, schema node) was already explained; remembers it."""
+    key = (tuple(path), keyword, id(node))
+    if key in done:
+        return True
+    done.add(key)
+    return False
+
+
+def _all_valid_fast(schema: dict) -> AllValid | None:
+    """One jsonschema-rs call for a whole list: ``is_valid`` of an array schema whose items are ``schema``."""
+    many = _array_validator(schema)
+    return many.is_valid if many is not None else None
+
+
+@register_engine("fast", _version("jsonschema-rs"), all_valid=_all_valid_fast)
 def compile_fast(schema: dict) -> Check:
     """jsonschema-rs (compiled Rust), ``validate_formats=False``, no network retrieval."""
     validator = jsonschema_rs.validator_for(schema, validate_formats=False, offline=True)
@@ -405,6 +439,7 @@ def compile_fast(schema: dict) -> Check:
 
     def issues(payload: object) -> list[Issue]:
         out: list[Issue] = []
+        done: set = set()
         errors = list(validator.iter_errors(payload))
         # iter_errors drops "" keys from instance paths; evaluate() keeps them in its pointers
         located = _pointer_paths(validator, payload) if errors and _has_empty_key(payload) else None
@@ -418,6 +453,8 @@ def compile_fast(schema: dict) -> Check:
                 queue = located.get((tuple(map(str, schema_path)), path))
                 if queue:
                     path = queue.pop(0)
+            if keyword in _PER_NAME and _seen(done, path, keyword, node):
+                continue
             detail = None
             if isinstance(err.kind, kinds.PropertyNames):
                 keyword, detail = "propertyNames", err.kind.error.instance
@@ -441,6 +478,13 @@ def compile_fast(schema: dict) -> Check:
 
 
 def _has_empty_key(value: object) -> bool:
+    try:
+        # an empty key is written '"":' (orjson adds no spaces); inside a string a quote is escaped,
+        # so only a key ending in an escaped quote ('"a\\"":') matches too: then the exact walk decides
+        if b'"":' not in orjson.dumps(value):
+            return False
+    except TypeError:  # integers beyond 64 bits: walk
+        pass
     stack = [value]
     while stack:
         node = stack.pop()
@@ -566,17 +610,20 @@ def _deep(texts: Sequence[str | bytes | None]) -> list[int]:
     Depth is at most the number of opening brackets, and valid JSON needs a closing one for
     each: only long payloads with many brackets get the exact scan of :func:`json_depth`.
     """
-    out = []
     shortest = 2 * MAX_DEPTH
-    for i, text in enumerate(texts):
-        if text is not None and len(text) > shortest:
-            if isinstance(text, bytes):
-                brackets = len(text) - len(text.translate(None, b"[{"))
-            else:
-                brackets = text.count("{") + text.count("[")
-            if brackets > MAX_DEPTH and json_depth(text) > MAX_DEPTH:
-                out.append(i)
-    return out
+    return [
+        i
+        for i, text in enumerate(texts)
+        if text is not None
+        and len(text) > shortest
+        and (
+            len(text) - len(text.translate(None, b"[{"))
+            if text.__class__ is bytes
+            else text.count("{") + text.count("[")
+        )
+        > MAX_DEPTH
+        and json_depth(text) > MAX_DEPTH
+    ]
 
 
 _RELATION = re.compile(r"^[^./\\\s][^/\\]*\.[^/\\]+$")
@@ -608,6 +655,88 @@ class SchemaSet:
             {k: engine.compile(f.schema) for k, f in self.events.items()},
             {k: engine.compile(f.schema) for k, f in self.tables.items()},
         )
+
+    def routed_schemas(self) -> dict[str, dict]:
+        """Per event, one schema that does the routing of :class:`Router` itself.
+
+        A payload passes it exactly when every schema its route leads to (the event's, the change
+        type's, the table's record schema) finds nothing, and, for ``postgres_changes``, only when
+        ``data.schema``, ``data.table`` and ``data.type`` are strings, so that a payload that passes
+        has its relation and type at hand. An event whose schemas cannot be embedded as resources
+        of one document (their own ``$id``, dynamic references) is left out: it goes the long way.
+        """
+        out: dict[str, dict] = {}
+        for key, f in self.events.items():
+            if key != POSTGRES_CHANGES and not key.startswith(POSTGRES_CHANGES + "."):
+                resource = _as_resource(f.schema, f"event:{key}")
+                if resource is not None:
+                    out[key] = resource
+        if POSTGRES_CHANGES not in self.events:
+            return out
+        chain = _as_resource(self.events[POSTGRES_CHANGES].schema, f"event:{POSTGRES_CHANGES}")
+        for typ in reversed(CHANGE_TYPES):
+            key = f"{POSTGRES_CHANGES}.{typ}"
+            if key in self.events and chain is not None:
+                then = _as_resource(self.events[key].schema, f"event:{key}")
+                chain = None if then is None else {"if": _change_with({"type": {"const": typ}}), "then": then, "else": chain}
+        parts = [_CHANGE_SHAPE, chain]
+        for n, (relation, f) in enumerate(sorted(self.tables.items())):
+            record = _as_resource(f.schema, f"table:{n}")
+            splits = [(relation[:i], relation[i + 1 :]) for i, c in enumerate(relation) if c == "."]
+            when = _change_with(
+                {"type": {"enum": list(RECORD_TYPES)}, "record": {"type": "object"}},
+                required=["record"],
+                anyOf=[{"properties": {"schema": {"const": a}, "table": {"const": b}}} for a, b in splits],
+            )
+            parts.append(None if record is None else {"if": when, "then": _change_with({"record": record})})
+        if all(part is not None for part in parts):
+            out[POSTGRES_CHANGES] = {"allOf": parts}
+        return out
+
+    def all_valid(self, engines: Sequence[Engine]) -> dict[str, AllValid]:
+        """Per event, the one-call check of :meth:`routed_schemas` in every engine (events an engine
+        cannot do that for are left out)."""
+        out: dict[str, AllValid] = {}
+        for event, schema in self.routed_schemas().items():
+            fns = [e.all_valid(schema) if e.all_valid is not None else None for e in engines]
+            if all(fns):
+                out[event] = fns[0] if len(fns) == 1 else _all_of(fns)
+        return out
+
+
+# data is an object whose schema, table and type are strings: what a frame needs to skip Router.route
+_CHANGE_SHAPE = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "object",
+            "required": ["schema", "table", "type"],
+            "properties": {"schema": {"type": "string"}, "table": {"type": "string"}, "type": {"type": "string"}},
+        }
+    },
+}
+_NOT_EMBEDDABLE = ('"$id"', '"$dynamicAnchor"', '"$dynamicRef"', '"$recursiveAnchor"', '"$recursiveRef"')
+
+
+def _change_with(properties: dict, required: list | None = None, **more) -> dict:
+    data: dict = {"properties": properties, **more}
+    if required:
+        data["required"] = required
+    return {"properties": {"data": data}}
+
+
+def _as_resource(schema: dict, name: str) -> dict | None:
+    """``schema`` as an embedded resource (its own ``$id``, so its ``#...`` references still point
+    into it), or None when it has identifiers of its own that could clash with others."""
+    text = json.dumps(schema)
+    if any(word in text for word in _NOT_EMBEDDABLE):
+        return None
+    return {**schema, "$id": f"urn:rt-blackbox:{name}"}
+
+
+def _all_of(fns: list[AllValid]) -> AllValid:
+    return lambda payloads: all(fn(payloads) for fn in fns)
 
 
 def _builtin_dir() -> Path:
@@ -846,6 +975,8 @@ def judge(
     router: Router,
     timings: dict[str, float] | None = None,
     chunk: int = 16,
+    *,
+    all_valid: dict[str, AllValid] | None = None,
 ) -> Judged:
     """Parse (orjson) and check recorded payloads with each engine of ``checks``.
 
@@ -855,10 +986,14 @@ def judge(
 
     Works through ``chunk`` frames at a time: parsing creates many Python objects, and checking
     them while they are fresh in the CPU cache, then dropping them, is 2-4x faster than parsing
-    a whole batch first.
+    a whole batch first. A chunk of one event that ``all_valid[event]`` (:meth:`SchemaSet.all_valid`)
+    passes in one call is done: nothing to route, explain or sort. Any other chunk is routed
+    and checked payload by payload, and its errors are normalised.
     """
     out = Judged({name: [] for name in checks}, [], [])
     flagged = sorted(problems)
+    all_valid = all_valid or {}
+    firsts = list(out.firsts.values())
     loads = orjson.loads
     t_parse = t_check = 0.0
     for start in range(0, len(texts), chunk):
@@ -871,8 +1006,9 @@ def judge(
             if flagged
             else {}
         )
+        # found before parsing (and while the chunk's texts come into the CPU cache for it):
+        # neither the parser nor an engine recurses into them
         for i in _deep(part):
-            # found before parsing: neither the parser nor an engine recurses into it
             local.setdefault(i, _too_deep_issue())
         parsed = None
         if not local:
@@ -882,9 +1018,43 @@ def judge(
                 parsed = None
         if parsed is None:
             parsed = _parse_each(part, local)
+        t1 = time.perf_counter()
+        t_parse += t1 - t0
+        if not local:
+            event = part_events[0]
+            quick = all_valid.get(event)
+            n = len(part)
+            if quick is not None and part_events.count(event) == n:
+                if quick(parsed):
+                    relations, types = _routes_of_passed(event, parsed)
+                    out.relation += relations
+                    out.type += types
+                    for verdicts in firsts:
+                        verdicts += [None] * n
+                else:
+                    # one call per payload finds the few to explain; the others passed
+                    ok = [quick([p]) for p in parsed]
+                    failed = [p for p, passed in zip(parsed, ok, strict=True) if not passed]
+                    checked = check_payloads([event] * len(failed), failed, checks, router)
+                    relations, types = _routes_of_passed(event, [p for p, passed in zip(parsed, ok, strict=True) if passed])
+                    next_relation, next_type = iter(relations).__next__, iter(types).__next__
+                    j = 0
+                    for passed in ok:
+                        if passed:
+                            out.relation.append(next_relation())
+                            out.type.append(next_type())
+                            for verdicts in firsts:
+                                verdicts.append(None)
+                        else:
+                            out.relation.append(checked.relation[j])
+                            out.type.append(checked.type[j])
+                            for name, found in checked.issues.items():
+                                out.firsts[name].append(first_issue(found[j]))
+                            j += 1
+                t_check += time.perf_counter() - t1
+                continue
         if local:
             part_events = [None if i in local else e for i, e in enumerate(part_events)]
-        t1 = time.perf_counter()
         checked = check_payloads(part_events, parsed, checks, router)
         for name, per_frame in checked.issues.items():
             if local:
@@ -895,12 +1065,20 @@ def judge(
                 out.firsts[name] += [None] * len(per_frame)
         out.relation += checked.relation
         out.type += checked.type
-        t_parse += t1 - t0
         t_check += time.perf_counter() - t1
     if timings is not None:
         timings["parse"] = timings.get("parse", 0.0) + t_parse
         timings["validate"] = timings.get("validate", 0.0) + t_check
     return out
+
+
+def _routes_of_passed(event: str, payloads: list) -> tuple[list, list]:
+    """(relations, types) of payloads that passed the routed schema of ``event``, which checked
+    that a change's schema, table and type are strings."""
+    if event != POSTGRES_CHANGES:
+        return [None] * len(payloads), [None] * len(payloads)
+    datas = [p["data"] for p in payloads]
+    return [d["schema"] + "." + d["table"] for d in datas], [d["type"] for d in datas]
 
 
 class PayloadValidator:
@@ -918,6 +1096,7 @@ class PayloadValidator:
         self.engine = _engine(engine)
         self.router = Router(self.schemas.events)
         self._checks = {self.engine.name: self.schemas.compile(self.engine)}
+        self._all_valid = self.schemas.all_valid([self.engine])
 
     def check(self, event: str, payload: object, *, decode_error: str | None = None) -> Issue | None:
         """The first issue of one payload (JSON text or bytes as recorded, or a parsed value), None if valid."""
@@ -927,7 +1106,7 @@ class PayloadValidator:
             except orjson.JSONEncodeError:
                 return _too_deep_issue()
         problems = frame_problems([decode_error])
-        judged = judge([event], [payload], problems, self._checks, self.router)
+        judged = judge([event], [payload], problems, self._checks, self.router, all_valid=self._all_valid)
         return judged.firsts[self.engine.name][0]
 
     def issues(self, event: str, payload: object) -> list[Issue]:
@@ -1064,7 +1243,8 @@ class _VerdictWriter:
         self.tmp = self.dir / f".{VERDICTS_FILE}.{run}.tmp"
         schema = VERDICTS_SCHEMA.with_metadata({b"rt-blackbox": json.dumps(meta, sort_keys=True).encode()})
         try:
-            self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+            # no dictionary pages: faster to write and, zstd-compressed, smaller for these columns
+            self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd", use_dictionary=False)
         except OSError as err:
             raise StoreError(
                 f"{self.dir}: cannot write verdicts: {err.strerror or err} (--no-write only checks)"
@@ -1118,14 +1298,17 @@ def validate_store(
     write: bool = True,
     batch_rows: int = 65_536,
     run: str | None = None,
+    workers: int = 1,
 ) -> ValidationResult:
     """Replay every recorded payload of ``store`` through the validator and write the verdicts.
 
     ``engine`` is a name in :data:`ENGINES` or ``both`` (fast and reference; a difference in
     verdict or error path is a disagreement, listed and counted; the reference verdict is
     written). With ``write`` the verdicts replace ``STORE/verdicts/verdicts.parquet``
-    atomically. Raises :class:`StoreError` for a missing store or one without recorded frames,
-    :class:`ConfigError` for an unknown engine or bad schemas.
+    atomically. ``workers`` > 1 judges slices of the row groups in that many forked processes
+    (Linux only; 0 is one per CPU): verdicts, counts and failures are the same as with one, in
+    the same order. Raises :class:`StoreError` for a missing store or one without recorded
+    frames, :class:`ConfigError` for an unknown engine or bad schemas.
 
     Example::
 
@@ -1136,6 +1319,7 @@ def validate_store(
     root = Path(store)
     names = ["fast", "reference"] if engine == "both" else [engine]
     engines = [_engine(n) for n in names]
+    workers = _workers(workers)
     parts = open_store(root).part_files("frames")
     schemas = load_schemas(schema_dir)
     if sum(pq.ParquetFile(p).metadata.num_rows for p in parts) == 0:
@@ -1144,7 +1328,6 @@ def validate_store(
             f"e.g. rt-record proxy --listen 127.0.0.1:4000 --upstream wss://PROJECT.supabase.co --store {root}"
         )
     checks = {e.name: schemas.compile(e) for e in engines}
-    router = Router(schemas.events)
     run = run or new_run_id()
     result = ValidationResult(
         store=str(root), engine=engine, engines={e.name: e.library for e in engines}, run=run,
@@ -1158,41 +1341,24 @@ def validate_store(
     }  # fmt: skip
     writer = _VerdictWriter(root, run, meta) if write else None
     tally = _Tally(failures)
-    checked_events = pa.array(schemas.checked_events, pa.string())
-    frame_kinds = pa.array(["text", "binary"])
+    plan = _Plan(checks, schemas.all_valid(engines), Router(schemas.events),
+                 pa.array(schemas.checked_events, pa.string()), batch_rows)  # fmt: skip
     try:
-        t = time.perf_counter()
-        dataset = ds.dataset([str(p) for p in parts], format="parquet")
-        for batch in dataset.to_batches(columns=_FRAME_COLUMNS, batch_size=batch_rows):
-            result.frames += batch.num_rows
-            wanted = pc.and_(
-                pc.and_(pc.equal(batch["direction"], "in"), pc.is_in(batch["kind"], frame_kinds)),
-                pc.or_(pc.is_in(batch["event"], checked_events), pc.is_valid(batch["decode_error"])),
-            )
-            sub = batch.filter(pc.fill_null(wanted, False))
-            result.skipped += batch.num_rows - sub.num_rows
-            if sub.num_rows == 0:
-                timings["read"] += time.perf_counter() - t
-                t = time.perf_counter()
+        for part in _judgements(plan, parts, workers, timings):
+            result.frames += part.frames
+            result.skipped += part.skipped
+            if part.sub is None:
                 continue
-            events = sub["event"].to_pylist()
-            # bytes, not str: orjson reads them as they are (a str with non-ASCII text is encoded first)
-            texts = sub["payload"].cast(pa.binary()).to_pylist()
-            problems = _frame_problems_arrow(sub["decode_error"])
-            timings["read"] += time.perf_counter() - t
-
-            judged = judge(events, texts, problems, checks, router, timings)
             t = time.perf_counter()
-            primary = judged.firsts["reference" if engine == "both" else engine]
-            disagreement = _compare(judged, sub, events, result, failures) if engine == "both" else None
-            valid = tally.add(sub, events, judged, primary, result)
+            primary = part.firsts["reference" if engine == "both" else engine]
+            disagreement = _compare(part, result, failures) if engine == "both" else None
+            valid = tally.add(part, primary, result)
             timings["validate"] += time.perf_counter() - t
 
             t = time.perf_counter()
             if writer is not None:
-                writer.write(_verdict_table(sub, judged, primary, valid, disagreement, engine, run))
+                writer.write(_verdict_table(part, primary, valid, disagreement, engine, run))
             timings["write"] += time.perf_counter() - t
-            t = time.perf_counter()
         if writer is not None:
             t = time.perf_counter()
             result.verdicts = str(writer.commit())
@@ -1208,19 +1374,169 @@ def validate_store(
     return result
 
 
-def _compare(judged: Judged, sub: pa.RecordBatch, events: list, result: ValidationResult, limit: int) -> list:
+@dataclass
+class _Plan:
+    """What judging a batch of frames needs; forked workers inherit it (:data:`_PLAN`)."""
+
+    checks: dict[str, tuple[dict[str, Check], dict[str, Check]]]
+    all_valid: dict[str, AllValid]
+    router: Router
+    checked_events: pa.Array
+    batch_rows: int
+
+
+@dataclass
+class _Judgement:
+    """One batch of frames judged: counts, the checked frames' identity columns and verdicts."""
+
+    frames: int
+    skipped: int
+    sub: pa.RecordBatch | None  # ts, session_id, seq, topic, event of the checked frames
+    firsts: dict[str, list[Issue | None]]
+    relation: pa.Array
+    type: pa.Array
+    timings: dict[str, float]
+
+
+_FRAME_KINDS = pa.array(["text", "binary"])
+_IDENTITY = ["ts", "session_id", "seq", "topic", "event"]
+
+
+def _judge_batch(plan: _Plan, batch: pa.RecordBatch) -> _Judgement:
+    t = time.perf_counter()
+    timings = dict.fromkeys(("read", "parse", "validate"), 0.0)
+    wanted = pc.and_(
+        pc.and_(pc.equal(batch["direction"], "in"), pc.is_in(batch["kind"], _FRAME_KINDS)),
+        pc.or_(pc.is_in(batch["event"], plan.checked_events), pc.is_valid(batch["decode_error"])),
+    )
+    wanted = pc.fill_null(wanted, False)
+    sub = batch if pc.all(wanted).as_py() else batch.filter(wanted)  # filter copies every column
+    if sub.num_rows == 0:
+        timings["read"] += time.perf_counter() - t
+        return _Judgement(batch.num_rows, batch.num_rows, None, {}, pa.array([], pa.string()),
+                          pa.array([], pa.string()), timings)  # fmt: skip
+    events = sub["event"].to_pylist()
+    # bytes, not str: orjson reads them as they are (a str with non-ASCII text is encoded first)
+    texts = sub["payload"].cast(pa.binary()).to_pylist()
+    problems = _frame_problems_arrow(sub["decode_error"])
+    timings["read"] += time.perf_counter() - t
+    judged = judge(events, texts, problems, plan.checks, plan.router, timings, all_valid=plan.all_valid)
+    t = time.perf_counter()
+    relation, types = pa.array(judged.relation, pa.string()), pa.array(judged.type, pa.string())
+    timings["validate"] += time.perf_counter() - t
+    return _Judgement(batch.num_rows, batch.num_rows - sub.num_rows, sub.select(_IDENTITY), judged.firsts,
+                      relation, types, timings)  # fmt: skip
+
+
+def _judgements(plan: _Plan, parts: Sequence[Path], workers: int, timings: dict[str, float]) -> Iterable[_Judgement]:
+    """The batches of ``parts`` judged in order: here, or by ``workers`` forked processes."""
+    if workers > 1:
+        units = _units(parts, workers)
+        if len(units) > 1:
+            yield from _judged_in_workers(plan, units, workers, timings)
+            return
+    t = time.perf_counter()
+    dataset = ds.dataset([str(p) for p in parts], format="parquet")
+    for batch in dataset.to_batches(columns=_FRAME_COLUMNS, batch_size=plan.batch_rows):
+        timings["read"] += time.perf_counter() - t
+        part = _judge_batch(plan, batch)
+        for k, v in part.timings.items():
+            timings[k] += v
+        yield part
+        t = time.perf_counter()
+
+
+_PLAN: _Plan | None = None  # set by the parent just before it forks its workers
+
+
+def _units(parts: Sequence[Path], workers: int) -> list[tuple[str, int, int, int]]:
+    """(file, row group, first row, end row) slices, about two per worker.
+
+    A row group is only read whole, so each slice of one costs a read of all of it: row groups
+    are split only as far as it takes to give every worker a fair share.
+    """
+    groups = []
+    for path in parts:
+        meta = pq.ParquetFile(path).metadata
+        groups += [(str(path), g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+    size = max(1, -(-sum(n for _, _, n in groups) // (2 * workers)))
+    units = []
+    for path, g, n in groups:
+        k = max(1, -(-n // size))
+        units += [(path, g, n * s // k, n * (s + 1) // k) for s in range(k)]
+    return units
+
+
+def _judge_unit(unit: tuple[str, int, int, int]) -> list[_Judgement]:
+    """In a worker: read one slice of a row group and judge it, batch by batch."""
+    assert _PLAN is not None
+    path, group, first, end = unit
+    out = []
+    t = time.perf_counter()
+    at = 0
+    # streamed: a fresh process pays for every new page of memory, so reuse a batch's pages
+    for batch in pq.ParquetFile(path).iter_batches(
+        _PLAN.batch_rows, row_groups=[group], columns=_FRAME_COLUMNS, use_threads=False
+    ):
+        lo, hi = max(first - at, 0), min(end - at, batch.num_rows)
+        at += batch.num_rows
+        if lo < hi:
+            read = time.perf_counter() - t
+            out.append(_judge_batch(_PLAN, batch.slice(lo, hi - lo)))
+            out[-1].timings["read"] += read
+        if at >= end:
+            break
+        t = time.perf_counter()
+    return out
+
+
+def _judged_in_workers(
+    plan: _Plan, units: list, workers: int, timings: dict[str, float]
+) -> Iterable[_Judgement]:
+    import multiprocessing
+
+    global _PLAN
+    _PLAN = plan
+    # out of the collector's sight: a worker's collections would otherwise touch (and so copy)
+    # every page of objects it shares with the parent
+    gc.freeze()
+    try:
+        # fork: the workers start at once with the compiled schemas; a fresh interpreter would
+        # spend longer importing and compiling than judging a typical recording takes
+        with multiprocessing.get_context("fork").Pool(min(workers, len(units))) as pool:
+            for judged in pool.imap(_judge_unit, units):
+                for part in judged:
+                    for k, v in part.timings.items():
+                        timings[k] += v
+                    yield part
+    finally:
+        _PLAN = None
+        gc.unfreeze()
+
+
+def _workers(workers: int) -> int:
+    """How many processes judge the frames: ``workers`` (0 = one per CPU), 1 where fork is unsafe."""
+    if workers < 0:
+        raise ConfigError(f"--workers {workers}: expected 0 (one per CPU) or more")
+    if workers == 1 or sys.platform != "linux":
+        return 1
+    return workers or len(os.sched_getaffinity(0))
+
+
+def _compare(part: _Judgement, result: ValidationResult, limit: int) -> list:
     """Per frame, what the fast engine said when it differs from the reference (None otherwise)."""
-    out: list[str | None] = [None] * sub.num_rows
-    for i, (fast, ref) in enumerate(zip(judged.firsts["fast"], judged.firsts["reference"], strict=True)):
+    out: list[str | None] = [None] * part.sub.num_rows
+    for i, (fast, ref) in enumerate(zip(part.firsts["fast"], part.firsts["reference"], strict=True)):
         if fast == ref:
             continue
         result.disagreements += 1
         out[i] = "fast: " + (fast.describe() if fast else "valid")
         if len(result.disagreeing) < limit:
+            sub = part.sub
             result.disagreeing.append(
                 Disagreement(
-                    sub["session_id"][i].as_py(), sub["seq"][i].as_py(), events[i], judged.relation[i],
-                    _verdict_of(fast), _verdict_of(ref),
+                    sub["session_id"][i].as_py(), sub["seq"][i].as_py(), sub["event"][i].as_py(),
+                    part.relation[i].as_py(), _verdict_of(fast), _verdict_of(ref),
                 )  # fmt: skip
             )
     return out
@@ -1235,15 +1551,15 @@ class _Tally:
         self.valid_per_key: Counter = Counter()
         self.heap: list = []  # (_Neg(key), Failure): the largest kept key on top
 
-    def add(self, sub: pa.RecordBatch, events: list, judged: Judged, primary: list, result: ValidationResult) -> list:
+    def add(self, part: _Judgement, primary: list, result: ValidationResult) -> list:
+        sub = part.sub
         valid = [issue is None for issue in primary]
         nvalid = sum(valid)
         result.checked += len(valid)
         result.valid += nvalid
         result.invalid += len(valid) - nvalid
         grouped = (
-            pa.table({"event": sub["event"], "relation": pa.array(judged.relation, pa.string()),
-                      "valid": pa.array(valid, pa.bool_())})
+            pa.table({"event": sub["event"], "relation": part.relation, "valid": pa.array(valid, pa.bool_())})
             .group_by(["event", "relation"], use_threads=False)
             .aggregate([("valid", "count"), ("valid", "sum")])
         )  # fmt: skip
@@ -1253,7 +1569,7 @@ class _Tally:
             self.valid_per_key[key] += row["valid_sum"] or 0
         if nvalid == len(valid) or not self.limit:
             return valid
-        ts_col, sessions, seqs, topics = sub["ts"], sub["session_id"], sub["seq"], sub["topic"]
+        ts_col, sessions, seqs, topics, events = sub["ts"], sub["session_id"], sub["seq"], sub["topic"], sub["event"]
         for i, issue in enumerate(primary):
             if issue is None:
                 continue
@@ -1262,8 +1578,8 @@ class _Tally:
             if len(self.heap) == self.limit and not key < self.heap[0][0].key:
                 continue
             failure = Failure(
-                key[1], key[2], ts, topics[i].as_py(), events[i], judged.relation[i], judged.type[i],
-                issue.pointer, issue.message, issue.kind,
+                key[1], key[2], ts, topics[i].as_py(), events[i].as_py(), part.relation[i].as_py(),
+                part.type[i].as_py(), issue.pointer, issue.message, issue.kind,
             )  # fmt: skip
             if len(self.heap) < self.limit:
                 heapq.heappush(self.heap, (_Neg(key), failure))
@@ -1279,9 +1595,9 @@ class _Tally:
 
 
 def _verdict_table(
-    sub: pa.RecordBatch, judged: Judged, primary: list, valid: list, disagreement: list | None, engine: str, run: str
+    part: _Judgement, primary: list, valid: list, disagreement: list | None, engine: str, run: str
 ) -> pa.Table:
-    n = sub.num_rows
+    sub, n = part.sub, part.sub.num_rows
     all_valid = all(valid)
     return pa.table(
         {
@@ -1290,8 +1606,8 @@ def _verdict_table(
             "ts": sub["ts"],
             "topic": sub["topic"],
             "event": sub["event"],
-            "relation": pa.array(judged.relation, pa.string()),
-            "type": pa.array(judged.type, pa.string()),
+            "relation": part.relation,
+            "type": part.type,
             "valid": pa.array(valid, pa.bool_()),
             "error_path": _issue_column(primary, "pointer", all_valid),
             "error": _issue_column(primary, "message", all_valid),

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,10 @@ from analyzer.validate import (
     Engine,
     Issue,
     PayloadValidator,
+    Router,
+    SchemaFile,
+    SchemaSet,
+    judge,
     load_schemas,
     parse_columns,
     read_columns_file,
@@ -417,8 +422,8 @@ BASES = {
 
 
 @st.composite
-def mutated_payloads(draw):
-    event = draw(st.sampled_from(sorted(BASES)))
+def mutated_payloads(draw, event: str | None = None):
+    event = event or draw(st.sampled_from(sorted(BASES)))
     payload = copy.deepcopy(draw(st.sampled_from(BASES[event])))
     for _ in range(draw(st.integers(1, 4))):
         spots = _mutations(payload)
@@ -484,6 +489,56 @@ def test_engines_agree_on_random_json(event, payload) -> None:
 @given(odd_timestamps)
 def test_engines_agree_on_odd_timestamps(ts) -> None:
     _assert_agree("postgres_changes", a_change(commit_timestamp=ts))
+
+
+@st.composite
+def batches_of_one_event(draw):
+    """Payloads of one event, most as the server sends them, some mutated: what a recording holds."""
+    event = draw(st.sampled_from(sorted(BASES)))
+    payloads = [
+        draw(mutated_payloads(event))[1] if draw(st.integers(0, 3)) == 0 else copy.deepcopy(draw(st.sampled_from(BASES[event])))
+        for _ in range(draw(st.integers(1, 40)))
+    ]  # fmt: skip
+    return event, payloads
+
+
+BATCH_SCHEMAS = {
+    "builtin": SCHEMAS,
+    "table": SchemaSet(
+        SCHEMAS.events,
+        {"public.orders": SchemaFile("public.orders", "test", record_schema("public.orders", parse_columns("id:int8:not null,note:text")))},
+    ),
+}  # fmt: skip
+BATCH_CHECKS = {
+    (label, n): (schemas.compile(ENGINES[n]), Router(schemas.events), schemas.all_valid([ENGINES[n]]))
+    for label, schemas in BATCH_SCHEMAS.items()
+    for n in ENGINE_NAMES
+}
+
+
+@AGREEMENT
+@given(batches_of_one_event(), st.sampled_from(sorted(BATCH_SCHEMAS)))
+def test_a_batch_is_judged_as_each_payload_alone_by_both_engines(batch, label) -> None:
+    # the fast engine checks a chunk of one event in one call and explains only the payloads that fail
+    event, payloads = batch
+    texts = [json.dumps(p).encode() for p in payloads]
+    found = {}
+    for n in ENGINE_NAMES:
+        checks, router, all_valid = BATCH_CHECKS[(label, n)]
+        judged = judge([event] * len(texts), texts, {}, {n: checks}, router, all_valid=all_valid)
+        alone = [judge([event], [t], {}, {n: checks}, router) for t in texts]
+        assert judged.firsts[n] == [a.firsts[n][0] for a in alone]
+        assert (judged.relation, judged.type) == ([a.relation[0] for a in alone], [a.type[0] for a in alone])
+        found[n] = (judged.firsts[n], judged.relation, judged.type)
+    assert found["fast"] == found["reference"], (event, texts)
+    assert BATCH_CHECKS[(label, "fast")][2].keys() >= {event}  # the one-call path was taken
+
+
+def test_each_missing_property_is_one_issue() -> None:
+    schema = {"type": "object", "required": ["a", "b", "c"], "dependentRequired": {"x": ["y", "z"]}}
+    for n in ENGINE_NAMES:
+        issues = ENGINES[n].compile(schema)([{"x": 1}])[0]
+        assert sorted(i.pointer for i in issues) == ["/a", "/b", "/c", "/y", "/z"], n
 
 
 TABLE_COLUMNS = parse_columns("id:int8:not null,total:numeric(10,2),note:text,tags:text[],meta:jsonb,paid:bool:not null")
@@ -688,6 +743,26 @@ def test_validate_store_writes_verdicts_beside_the_recording_and_replaces_them(t
     assert con.execute("SELECT DISTINCT run, engine FROM verdicts").fetchall() == [(second.run, "reference")]
     assert store_digest(store) == before
     assert validate_store(store, write=False).verdicts is None
+
+
+def test_workers_and_engines_write_the_same_verdicts(tmp_path) -> None:
+    bad = [dumps(a_change("UPDATE", record={})), dumps(a_change(commit_timestamp=None)), '{"data":' * 300, "{",
+           dumps(a_change(type="TRUNCATE")), dumps(a_change(**{"": 1})), dumps({"event": "x", "payload": None})]  # fmt: skip
+    good = [dumps(a_change()), dumps(a_change("UPDATE")), dumps(a_change("DELETE"))]
+    rows = [a_row(seq, bad[seq // 7 % len(bad)] if seq % 7 == 3 else good[seq % 3]) for seq in range(400)]
+    rows[50] = a_row(50, dumps({"event": "x", "payload": {"a": 1}, "type": "broadcast"}), event="broadcast")
+    rows[60] = a_row(60, None, event=None, decode_error="binary frame too short")
+    store = a_store(tmp_path / "store", rows)
+    tables, results = {}, {}
+    for label, engine, workers in (("fast", "fast", 1), ("fast x2", "fast", 2), ("reference", "reference", 1)):
+        results[label] = validate_store(store, engine=engine, workers=workers, failures=50, run="r")
+        tables[label] = pq.read_table(store / "verdicts" / "verdicts.parquet").drop_columns(["engine"])
+    assert tables["fast"].equals(tables["fast x2"]) and tables["fast"].equals(tables["reference"])
+    first = results["fast"]
+    assert (first.checked, first.invalid) == (400, 50)  # an empty key in data is allowed
+    for other in ("fast x2", "reference"):
+        assert results[other].counts == first.counts
+        assert [f.as_dict() for f in results[other].failures] == [f.as_dict() for f in first.failures]
 
 
 def test_verdicts_view_is_empty_with_its_columns_before_any_run(tmp_path) -> None:
