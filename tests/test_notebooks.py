@@ -75,10 +75,11 @@ def _labels(name: str) -> tuple[list[str], list[str]]:
     return causes, escalations
 
 
-@pytest.mark.parametrize("name", ["join_failures", "healthy"])
+@pytest.mark.parametrize("name", ["join_failures", "healthy", "incident_day"])
 def test_triage_names_the_labelled_cause(run_notebook, name):
-    nb, text = run_notebook("triage.ipynb", probe="import sys; print('kernel prefix:', sys.prefix)",
-                            RT_STORE=str(SCENARIOS / name / "store"))
+    # incident_day is the default store: no RT_STORE
+    env = {} if name == "incident_day" else {"RT_STORE": str(SCENARIOS / name / "store")}
+    nb, text = run_notebook("triage.ipynb", probe="import sys; print('kernel prefix:', sys.prefix)", **env)
     causes, escalations = _labels(name)
     assert _line(text, "causes:") == f"causes: {', '.join(causes) if causes else 'none'}"
     assert _line(text, "escalate:") == f"escalate: {', '.join(escalations) if escalations else 'no'}"
@@ -91,8 +92,23 @@ def test_triage_names_the_labelled_cause(run_notebook, name):
         # the evidence rows: the refused join's reply frame and the client's log line
         assert re.search(r"frames proxy +seq 3 +phx_reply .*TenantNotFound", text)
         assert re.search(r"logs +realtime +offset 1739 +join push error for channel realtime:public:orders", text)
+    elif name == "incident_day":
+        assert "73 frames, 256 log records, 10 incident(s), escalate: True" in text
+        assert _line(text, "inc-10  ") == "inc-10  db_connectivity / unreachable  x19  "
     else:
         assert "no incident to show" in text
+
+
+def test_payloads_default_to_the_incident_day(run_notebook):
+    nb, text = run_notebook("payloads.ipynb")
+    assert _line(text, "checked ").startswith("checked 43 payloads with jsonschema-rs ")
+    assert _line(text, "checked ").endswith(": 38 valid, 5 invalid, 30 frames skipped, 0 disagreements between engines")
+    assert re.fullmatch(r"public\.orders +postgres_changes UPDATE +/data/record +empty +3",
+                        _line(text, "public.orders            postgres_changes UPDATE  /data/record"))
+    assert re.fullmatch(r"public\.orders +postgres_changes UPDATE +/data/errors +too_large +1",
+                        _line(text, "public.orders            postgres_changes UPDATE  /data/errors"))
+    assert _line(text, "5 of 43") == "5 of 43 payloads invalid; 5 invalid changes in the report's view"
+    assert _images(nb) == 1
 
 
 def test_payloads_by_table_and_json_path(run_notebook):
