@@ -141,3 +141,10 @@ def test_reference_examples(tour) -> None:
     assert "UnableToBroadcastChanges" in queried and queried.lstrip().startswith("[")
     own = output_of(out, "rt-record subscribe")
     assert re.search(r"^\s*3\s+public\.orders INSERT", own, re.M), own
+    # the table schema written by `rt-replay schema` passes every recorded order; both engines agree,
+    # and the verdicts are a view of the store with one row per checked frame
+    validated = output_of(out, "--engine both")
+    checked = re.search(r"^(\d+) 0 0$", validated, re.M)
+    assert checked and int(checked[1]) >= 6, validated
+    assert re.search(rf"^\s*true\s*\|\s*{checked[1]}\s*$", validated, re.M), validated
+    assert "false" not in validated
