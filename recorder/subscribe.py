@@ -42,6 +42,7 @@ from recorder.capture import FrameRecorder, Session
 from recorder.clikit import format_option, store_option, until_signalled
 from recorder.codec import IN, OUT, V1, VERSIONS, Frame, decode, encode
 from recorder.errors import ConfigError, InputError, StoreError
+from recorder.proxy import describe_connect_error
 from recorder.redact import REDACTED, redact_text, redact_url
 
 __all__ = [
@@ -366,19 +367,8 @@ class SubscribeStats:
 
 
 def _describe_connect_error(err: BaseException) -> str:
-    if isinstance(err, InvalidStatus):
-        response = err.response
-        text = f"server rejected WebSocket connection: HTTP {response.status_code}"
-        try:
-            body = json.loads(response.body or b"")
-            if isinstance(body, dict) and body.get("error"):
-                text += f": {body['error']}"
-        except ValueError:
-            pass
-        return text
-    if isinstance(err, TimeoutError):
-        return "timed out during the opening handshake"
-    return str(err) or type(err).__name__
+    text = describe_connect_error(err)
+    return f"server rejected WebSocket connection: {text}" if isinstance(err, InvalidStatus) else text
 
 
 class _Run:
