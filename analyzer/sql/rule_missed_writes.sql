@@ -3,16 +3,18 @@
 -- $after_us after the write: candidates for "missed events" (the rls rule still checks that the
 -- client was connected and subscribed, and that no other rule explained the write).
 -- Times compare as epoch microseconds: the same as adding intervals, without time-zone arithmetic per pair.
-WITH w AS (
+-- w and a are read twice: NOT MATERIALIZED scans the (small, temporary) tables again instead of
+-- copying millions of rows into a CTE buffer first.
+WITH w AS NOT MATERIALIZED (
     SELECT ts, 'logs' AS "table", source, "offset", file_id, NULL::BIGINT AS seq, NULL::VARCHAR AS session_id,
            line AS text, table_name, op, record_id
     FROM log_signals
     WHERE signal = 'write' AND ts IS NOT NULL AND table_name IS NOT NULL AND op IS NOT NULL
-      AND split_part(table_name, '.', 1) <> 'realtime'
+      AND table_name <> 'realtime' AND NOT starts_with(table_name, 'realtime.')  -- not realtime.*
     UNION ALL
     SELECT ts, 'writes', source, "offset", file_id, NULL, NULL, text, table_name, op, record_id FROM expected_writes
 ),
-a AS (
+a AS NOT MATERIALIZED (
     SELECT ts, relation, type, record_id FROM changes
     UNION ALL
     SELECT ts, table_name, op, record_id FROM log_signals WHERE signal IN ('received_change', 'empty_record') AND ts IS NOT NULL

@@ -8,6 +8,6 @@ SELECT ts, 'frames' AS "table", source, NULL::BIGINT AS "offset", NULL::VARCHAR 
 FROM frames
 WHERE direction = 'in' AND kind IN ('text', 'binary')
   AND (decode_error IS NOT NULL
-       OR (event = 'broadcast' AND json_type(payload, '$.payload') IS DISTINCT FROM 'OBJECT'
-           AND json_type(payload, '$.payload') IS DISTINCT FROM 'BLOB'))
+       -- the inner payload's type, NULL when missing (one json_type: the payload is parsed once)
+       OR (event = 'broadcast' AND coalesce(json_type(payload, '$.payload') NOT IN ('OBJECT', 'BLOB'), true)))
 ORDER BY ts, session_id, seq;

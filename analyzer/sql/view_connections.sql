@@ -60,13 +60,12 @@ log_events AS (
     WHERE ts IS NOT NULL
       AND signal IN ('connected', 'up_reported', 'sub_state', 'health', 'ws_closed', 'connect_failed', 'gave_up', 'down_reported')
 ),
-log_islands AS (
-    SELECT *, sum(CASE WHEN state IS DISTINCT FROM prev THEN 1 ELSE 0 END) OVER (ORDER BY ts, source, "offset") AS island
-    FROM (SELECT *, lag(state) OVER (ORDER BY ts, source, "offset") AS prev FROM log_events WHERE state IS NOT NULL)
-),
 log_rows AS (
-    SELECT island, any_value(state) AS state, min(ts) AS start, arg_min(line, ts) AS start_text
-    FROM log_islands GROUP BY island
+    -- islands of one state: each starts at a record whose state differs from the one before
+    -- (one ordered pass; the island's first record gives its start and start_text)
+    SELECT row_number() OVER (ORDER BY ts, source, "offset") AS island, state, ts AS start, line AS start_text
+    FROM (SELECT *, lag(state) OVER (ORDER BY ts, source, "offset") AS prev FROM log_events WHERE state IS NOT NULL)
+    WHERE state IS DISTINCT FROM prev
 )
 SELECT origin, state, start, "end", session_id, start_text, end_text FROM frame_rows
 UNION ALL

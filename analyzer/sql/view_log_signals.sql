@@ -25,10 +25,17 @@ WITH base AS (
         CASE WHEN strpos(message, chr(10)) > 0 THEN left(message, strpos(message, chr(10)) - 1) ELSE message END AS line,
         message
     FROM logs
+    -- the client's frame dumps (most of a DEBUG log) have no signal (the first WHEN below) and are
+    -- kept only when error-level: drop them before anything else is computed
+    WHERE NOT coalesce(starts_with(message, 'send: ') OR starts_with(message, 'receive: ')
+                       OR starts_with(message, 'parsed message as '), false)
+       OR level IN ('error', 'critical')
 ),
 classified AS (
+    -- unnest of a one-element list: the final WHERE on signal then filters these rows, instead of
+    -- being pushed down with the whole CASE copied into it (which evaluated the CASE twice)
     SELECT *,
-        CASE
+        unnest([CASE
             WHEN starts_with(line, 'send: ') OR starts_with(line, 'receive: ') OR starts_with(line, 'parsed message as ') THEN NULL
             WHEN starts_with(line, 'health check: ') THEN 'health'
             WHEN contains(line, 'supabase/realtime:v') THEN 'server_version'
@@ -85,7 +92,7 @@ classified AS (
                                 'JoinsRateLimitReached', 'MessagePerSecondRateLimitReached', 'TenantNotFound',
                                 'RealtimeDisabledForTenant', 'RealtimeDisabledForConfiguration', 'UnableToSubscribeToPostgres',
                                 'PrivateOnly', 'TopicNameRequired', 'UnknownErrorOnChannel') THEN 'join_refused'
-        END AS signal
+        END]) AS signal
     FROM base
 ),
 verbs AS (
