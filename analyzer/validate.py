@@ -6,7 +6,8 @@ Decisions (README "Validating payloads" says the same to users):
 * **Draft 2020-12**, declared as ``$schema`` in every built-in file (``analyzer/schemas/``). Both
   engines implement it fully; jsonschema-rs also passes its test suite. Every schema file, built-in
   or from ``--schema DIR``, is checked at load against the 2020-12 meta-schema
-  (``Draft202012Validator.check_schema``) and compiled by every engine: a file one engine refuses
+  (``Draft202012Validator.check_schema``, or first jsonschema-rs's, which passes nothing it
+  refuses: :func:`_passes_meta_schema`) and compiled by every engine: a file one engine refuses
   (a ``pattern`` Python cannot compile, an unresolvable ``$ref``) is a :class:`ConfigError`
   naming the file, whatever ``--engine`` says, so both engines always run the same schemas.
   ``$schema`` must be 2020-12 or absent (then 2020-12 is assumed).
@@ -30,14 +31,20 @@ Decisions (README "Validating payloads" says the same to users):
 * **Parsing**: one parser for both engines, orjson (strict RFC 8259: no NaN, no lone surrogates;
   integers beyond 64 bits become floats). Nesting is checked before parsing: a payload nested
   deeper than :data:`MAX_DEPTH` (128) levels is invalid ``nesting too deep``, found by a bracket
-  count and an exact scan that skips strings; no parser or engine recurses into it. 128 because
+  count (a payload with no more than 128 opening brackets cannot be that deep) and, only for those
+  with more, an exact scan that skips strings; no parser or engine recurses into it (orjson alone
+  would stop at 1024 levels, too deep for both engines). 128 because
   both engines have limits above it: jsonschema-rs cannot report an error on a value nested more
   than 255 levels, jsonschema hits Python's recursion limit near 200 levels with a recursive
   ``$ref`` schema. A frame with a ``decode_error`` is invalid with that error.
 * **Speed** (``make bench``): parsing is most of the cost once the schema is compiled, and
   jsonschema-rs 0.61 has no way to take an instance as JSON text from Python (only schemas), so
   every payload makes one round trip through Python objects. The pipeline keeps that round trip
-  cheap: Arrow columns to bytes (no UTF-8 decoding), 16 payloads parsed, checked and dropped at a
+  cheap: Arrow columns to bytes (no UTF-8 decoding), the ``columns`` list that every change of a
+  table repeats parsed once and shared (:class:`_ColumnSharing`, exact or not used), patterns
+  without Python's newline guard in the Rust engine (:func:`_for_rust`, same meaning there),
+  schema files checked against the meta-schema by jsonschema-rs first (jsonschema only words
+  a refusal), 16 payloads parsed, checked and dropped at a
   time (fresh in the CPU cache: 2-4x faster than parsing a whole batch first), one call into
   Rust per chunk of one event against a schema that does the routing itself (change type,
   per-table record schema: :meth:`SchemaSet.routed_schemas`), so a valid chunk needs no Python
@@ -434,7 +441,7 @@ def _all_valid_fast(schema: dict) -> AllValid | None:
 @register_engine("fast", _version("jsonschema-rs"), all_valid=_all_valid_fast)
 def compile_fast(schema: dict) -> Check:
     """jsonschema-rs (compiled Rust), ``validate_formats=False``, no network retrieval."""
-    validator = jsonschema_rs.validator_for(schema, validate_formats=False, offline=True)
+    validator = jsonschema_rs.validator_for(_for_rust(schema), validate_formats=False, offline=True)
     kinds = jsonschema_rs.ValidationErrorKind
 
     def issues(payload: object) -> list[Issue]:
@@ -535,7 +542,7 @@ def _array_validator(schema: dict):
     """
     if not isinstance(schema, dict) or "$dynamicAnchor" in json.dumps(schema):
         return None
-    item = dict(schema)
+    item = dict(_for_rust(schema))
     item.setdefault("$id", "urn:rt-blackbox:payload")
     try:
         return jsonschema_rs.validator_for(
@@ -543,6 +550,39 @@ def _array_validator(schema: dict):
         )
     except Exception:  # noqa: BLE001 - then validate one by one
         return None
+
+
+_LOOKAHEAD_END = "(?!\\n)$"
+_INLINE_FLAGS = re.compile(r"\(\?[A-Za-z]")
+
+
+def _for_rust(schema: object) -> object:
+    """``schema`` with each ``pattern`` ending in ``(?!\\n)$`` ending in ``$`` instead, for jsonschema-rs.
+
+    The lookahead is there for Python, whose ``$`` also matches before a final newline; in the
+    Rust engine ``$`` only matches at the end, so there it changes nothing but costs a backtracking
+    regex (a fifth of the check of a change). Patterns with inline flags (``(?m)`` would change
+    ``$``) are left alone. Same structure, so error locations still point into ``schema``.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    pattern = schema.get("pattern")
+    if (
+        isinstance(pattern, str)
+        and pattern.endswith(_LOOKAHEAD_END)
+        and not _INLINE_FLAGS.search(pattern)
+        and (len(pattern) - len(_LOOKAHEAD_END) - len(pattern[: -len(_LOOKAHEAD_END)].rstrip("\\"))) % 2 == 0
+    ):
+        out["pattern"] = pattern[: -len(_LOOKAHEAD_END)] + "$"
+    for key, value in schema.items():
+        if key in _SUBSCHEMA:
+            out[key] = _for_rust(value)
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {k: _for_rust(v) for k, v in value.items()}
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_for_rust(v) for v in value]
+    return out
 
 
 def _engine(name: str) -> Engine:
@@ -743,6 +783,34 @@ def _builtin_dir() -> Path:
     return Path(str(resources.files("analyzer") / "schemas"))
 
 
+def _passes_meta_schema(schema: dict) -> bool:
+    """Whether ``schema`` surely passes ``Draft202012Validator.check_schema``, found 100x faster.
+
+    jsonschema-rs checks it against the same 2020-12 meta-schema; the one format jsonschema also
+    checks there is ``regex``, so every ``pattern`` and ``patternProperties`` name (anywhere: a
+    value that only looks like one merely costs the slow check) must compile in Python. False
+    means: let jsonschema decide, and word the error.
+    """
+    try:
+        if not jsonschema_rs.meta.is_valid(schema if "$schema" in schema else {**schema, "$schema": DRAFT}):
+            return False
+        stack: list = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if isinstance(node.get("pattern"), str):
+                    re.compile(node["pattern"])
+                if isinstance(node.get("patternProperties"), dict):
+                    for name in node["patternProperties"]:
+                        re.compile(name)
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+    except Exception:  # noqa: BLE001 - anything odd: the slow check words it
+        return False
+    return True
+
+
 def _load_schema_file(path: Path, key: str) -> SchemaFile:
     where = str(path)
     try:
@@ -765,7 +833,8 @@ def _load_schema_file(path: Path, key: str) -> SchemaFile:
             f"(set \"$schema\": \"{DRAFT}\" or leave it out)"
         )
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
+        if not _passes_meta_schema(schema):
+            jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as err:
         at = "".join(f"/{p}" for p in err.absolute_path)
         raise ConfigError(f"{where}: not a valid JSON Schema (draft 2020-12): {err.message} at '{at}'") from None
@@ -967,6 +1036,93 @@ def _parse_each(texts: Sequence[str | bytes | None], problems: dict[int, Issue])
     return parsed
 
 
+class _MaybeDeep(Exception):
+    """A payload that may be nested more than :data:`MAX_DEPTH` levels: the exact scan decides."""
+
+
+def _shallow_loads(text: bytes | str) -> object:
+    """``orjson.loads(text)`` for a text that cannot be nested more than :data:`MAX_DEPTH` levels.
+
+    Raises :class:`_MaybeDeep` without parsing when it might: depth is at most the number of
+    opening brackets, and valid JSON needs a closing one for each (the test of :func:`_deep`).
+    orjson itself refuses more than 1024 levels, so nothing recurses without bound either way.
+    """
+    if len(text) > 2 * MAX_DEPTH and (
+        len(text) - len(text.translate(None, b"[{"))
+        if text.__class__ is bytes
+        else text.count("{") + text.count("[")
+    ) > MAX_DEPTH:
+        raise _MaybeDeep
+    return orjson.loads(text)
+
+
+class _ColumnSharing:
+    """Parses postgres_changes payloads with one shared ``data.columns`` list per distinct column text.
+
+    Every change of a table carries the same ``columns`` list: a third of the bytes and most of the
+    Python objects of a typical payload, and making and freeing those objects is most of the cost
+    of parsing. The server writes a change as ``{"data":{"columns":[...],...``; the list's text (up
+    to the first ``]``) is parsed once and remembered, and the rest of the payload is parsed with
+    the string ``"\\u0000"`` in its place. Exact, or not used: the list's text must be valid JSON on
+    its own, the rest must hold no backslash (so no other value can be that string: JSON writes a
+    NUL character only as an escape) and must give it back as ``data.columns`` (no later key
+    overrode it). Then the whole text is valid JSON that means the same with the list there, since
+    the list replaced one complete value. Anything else is parsed whole.
+    """
+
+    PREFIX = b'{"data":{"columns":['
+    HOLE = b'{"data":{"columns":"\\u0000"'
+    LIMIT = 256  # distinct column lists remembered
+
+    def __init__(self) -> None:
+        self.known: dict[bytes, list | None] = {}
+        self.last: bytes = b"\0"
+        self.last_value: list | None = None
+
+    def loads(self, text: bytes | str) -> object:
+        """``orjson.loads(text)``; raises :class:`_MaybeDeep` instead for a text that may be nested
+        more than :data:`MAX_DEPTH` levels (see :func:`_shallow_loads`)."""
+        if text.__class__ is not bytes or not text.startswith(self.PREFIX):
+            return _shallow_loads(text)
+        start = len(self.PREFIX) - 1
+        if text.startswith(self.last, start):  # the list of the previous payload (it has one "]", last)
+            end = start + len(self.last)
+            columns = self.last_value
+        else:
+            end = text.find(b"]", start) + 1
+            if not end:
+                return _shallow_loads(text)
+            piece = text[start:end]
+            columns = self.known.get(piece, False)
+            if columns is False:
+                columns = self._columns(piece)
+            self.last, self.last_value = piece, columns
+        if columns is None or text.find(b"\\", end) >= 0:
+            return _shallow_loads(text)
+        rest = text[end:]
+        # the list is 2 levels down and was found shallow: only the rest can go deeper
+        if len(rest) > 2 * (MAX_DEPTH - 2) and len(rest) - len(rest.translate(None, b"[{")) > MAX_DEPTH - 2:
+            raise _MaybeDeep
+        value = orjson.loads(self.HOLE + rest)
+        data = value.get("data")
+        if data.__class__ is dict and data.get("columns") == "\0":
+            data["columns"] = columns
+            return value
+        return orjson.loads(text)
+
+    def _columns(self, piece: bytes) -> list | None:
+        if len(self.known) >= self.LIMIT:
+            self.known.clear()
+        try:
+            columns = orjson.loads(piece) if piece and json_depth(piece) <= MAX_DEPTH - 2 else None
+        except orjson.JSONDecodeError:
+            columns = None
+        if columns.__class__ is not list:
+            columns = None
+        self.known[piece] = columns
+        return columns
+
+
 def judge(
     events: Sequence[str | None],
     texts: Sequence[str | bytes | None],
@@ -994,7 +1150,8 @@ def judge(
     flagged = sorted(problems)
     all_valid = all_valid or {}
     firsts = list(out.firsts.values())
-    loads = orjson.loads
+    loads = _shallow_loads
+    share = _ColumnSharing().loads
     t_parse = t_check = 0.0
     for start in range(0, len(texts), chunk):
         stop = start + chunk
@@ -1006,17 +1163,17 @@ def judge(
             if flagged
             else {}
         )
-        # found before parsing (and while the chunk's texts come into the CPU cache for it):
-        # neither the parser nor an engine recurses into them
-        for i in _deep(part):
-            local.setdefault(i, _too_deep_issue())
         parsed = None
         if not local:
+            # the loaders refuse (_MaybeDeep) any text that could be nested too deep before parsing it
             try:
-                parsed = [loads(t) for t in part]
-            except (orjson.JSONDecodeError, TypeError):
+                parsed = [share(t) for t in part] if part_events[0] == POSTGRES_CHANGES else [loads(t) for t in part]
+            except (orjson.JSONDecodeError, TypeError, _MaybeDeep):
                 parsed = None
         if parsed is None:
+            # the exact depth scan: neither the parser nor an engine recurses into what it finds
+            for i in _deep(part):
+                local.setdefault(i, _too_deep_issue())
             parsed = _parse_each(part, local)
         t1 = time.perf_counter()
         t_parse += t1 - t0

@@ -43,6 +43,9 @@ from analyzer.validate import (
     Router,
     SchemaFile,
     SchemaSet,
+    _ColumnSharing,
+    _MaybeDeep,
+    json_depth,
     judge,
     load_schemas,
     parse_columns,
@@ -534,6 +537,99 @@ def test_a_batch_is_judged_as_each_payload_alone_by_both_engines(batch, label) -
     assert BATCH_CHECKS[(label, "fast")][2].keys() >= {event}  # the one-call path was taken
 
 
+SHARED_COLUMNS = '{"data":{"columns":[{"name":"id","type":"int8"},{"name":"note","type":"text"}]'
+TRICKY_COLUMN_TEXTS = [
+    SHARED_COLUMNS + ',"commit_timestamp":"2026-11-24T08:00:00Z","schema":"public","table":"t","type":"INSERT","record":{"id":1}},"ids":[1]}',
+    SHARED_COLUMNS + ',"columns":7},"ids":[1]}',  # a later key wins
+    SHARED_COLUMNS + ',"\\u0063olumns":[]},"ids":[1]}',  # the same key, spelled with an escape
+    SHARED_COLUMNS + ',"x":"\\u0000"},"data":{"columns":"\\u0000"}}',  # the hole's value, written by the payload
+    SHARED_COLUMNS + '},"data":5}',  # a later data
+    '{"data":{"columns":[{"name":"a]","type":"text"}],"type":"INSERT"},"ids":[1]}',  # "]" inside a name
+    '{"data":{"columns":[1,2],"type":"INSERT"},"ids":[1]}',
+    '{"data":{"columns":[]}}',
+    '{"data":{"columns":[}}',
+    '{"data":{"columns":[1]',
+    '{"data":{"columns":[1]}',
+    '{"data":{"columns":[1]x}',
+    '{"data":{"columns":[' + "[" * 200 + "]" * 200 + "]}}",
+    SHARED_COLUMNS + ',"record":' + "[" * 127 + "]" * 127 + "}}",  # 129 deep in all
+    SHARED_COLUMNS + ',"record":' + "[" * 126 + "]" * 126 + "}}",  # 128 deep
+    SHARED_COLUMNS + ',"record":' + "[" * 10_000 + "]" * 10_000 + "}}",
+    SHARED_COLUMNS + ',"record":' + '{"a":' * 10_000 + "1" + "}" * 10_000 + "}}",
+]
+
+
+def _loaded(loads, text: bytes):
+    try:
+        return ("value", loads(text))
+    except orjson.JSONDecodeError:
+        return ("error", None)
+    except _MaybeDeep:
+        return ("deep", None)
+
+
+@pytest.mark.parametrize("text", TRICKY_COLUMN_TEXTS)
+def test_shared_columns_parse_exactly_as_a_whole_parse(text) -> None:
+    sharing = _ColumnSharing()
+    for blob in (text.encode(), SHARED_COLUMNS.encode() + b"}}", text.encode()):  # cold, another, remembered
+        kind, value = _loaded(sharing.loads, blob)
+        if kind == "deep":
+            assert json_depth(blob) > MAX_DEPTH - 3 or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH
+        else:
+            assert (kind, value) == _loaded(orjson.loads, blob), blob[:200]
+    assert (json_depth(text) > MAX_DEPTH) <= (_loaded(sharing.loads, text.encode())[0] == "deep")
+
+
+def test_changes_of_one_table_share_their_columns_and_are_judged_the_same() -> None:
+    changes = [a_change(t) for t in ("INSERT", "UPDATE", "DELETE")] + [a_change("INSERT", record={})]
+    texts = [orjson.dumps(p) for p in changes]  # compact, as the server writes them
+    sharing = _ColumnSharing()
+    first, second = sharing.loads(texts[0]), sharing.loads(texts[1])
+    assert first["data"]["columns"] is second["data"]["columns"]
+    assert [sharing.loads(t) for t in texts] == changes
+    for n in ENGINE_NAMES:
+        checks, router, all_valid = BATCH_CHECKS[("builtin", n)]
+        judged = judge(["postgres_changes"] * 4, texts, {}, {n: checks}, router, all_valid=all_valid)
+        assert judged.firsts[n][:3] == [None] * 3
+        assert judged.firsts[n][3].pointer == "/data/record"
+
+
+@AGREEMENT
+@given(mutated_payloads(), st.integers(0, 3))
+def test_shared_columns_never_change_a_verdict(case, cut) -> None:
+    event, payload = case
+    try:
+        text = orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # nested past orjson's own limit
+        return
+    if cut:  # a torn frame: valid JSON no more
+        text = text[: len(text) * cut // 4]
+    sharing = _ColumnSharing()
+    kind, value = _loaded(sharing.loads, text)
+    if kind != "deep":
+        assert (kind, value) == _loaded(orjson.loads, text)
+    for n in ENGINE_NAMES:
+        checks, router, all_valid = BATCH_CHECKS[("table", n)]
+        shared = judge(["postgres_changes"] * 2, [text, text], {}, {n: checks}, router, all_valid=all_valid)
+        alone = judge(["broadcast", "postgres_changes"], [b"{}", text], {}, {n: checks}, router)  # parsed whole
+        assert shared.firsts[n] == [alone.firsts[n][1]] * 2
+
+
+def test_the_rust_engine_gets_patterns_without_the_python_newline_guard() -> None:
+    from analyzer.validate import _for_rust
+
+    guard = "(?!\\n)$"
+    schema = {"properties": {"a": {"pattern": "^a" + guard}, "b": {"pattern": "^a\\\\" + guard},
+                             "c": {"pattern": "^a\\" + guard}, "d": {"pattern": "(?m)^a" + guard}},
+              "const": {"pattern": "^a" + guard}}  # fmt: skip
+    rust = _for_rust(schema)["properties"]
+    assert [rust[k]["pattern"] for k in "abcd"] == ["^a$", "^a\\\\$", "^a\\" + guard, "(?m)^a" + guard]
+    assert _for_rust(schema)["const"] == schema["const"]  # a value, not a schema
+    for n in ENGINE_NAMES:
+        check = ENGINES[n].compile({"pattern": "^a" + guard})
+        assert [bool(x) for x in check(["a", "a\n", "a\n\n", "b"])] == [False, True, True, True]
+
+
 def test_each_missing_property_is_one_issue() -> None:
     schema = {"type": "object", "required": ["a", "b", "c"], "dependentRequired": {"x": ["y", "z"]}}
     for n in ENGINE_NAMES:
@@ -640,6 +736,30 @@ def test_a_bad_schema_file_is_one_clear_config_error_naming_it(tmp_path, name, t
         load_schemas(tmp_path)
     line = str(err.value)
     assert "\n" not in line and line.startswith(str(tmp_path)) and message in line, line
+
+
+META_CASES = [
+    {"type": "objec"}, {"properties": {"id": {"minLength": -1}}}, {"pattern": "(?<name>x)"},
+    {"patternProperties": {"(?<n>x)": {}}}, {"items": [{"type": "string"}]}, {"required": "id"},
+    {"$defs": {"a": {"type": 5}}}, {"prefixItems": {}}, {"dependentRequired": {"a": "b"}},
+    {"pattern": "\\Z"}, {"$ref": "#/$defs/nope"}, {"unknown": {"type": "objec"}}, {"const": {"pattern": "("}},
+    *(f.schema for f in SCHEMAS.events.values()),
+    *KEYWORD_SCHEMAS,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", META_CASES)
+def test_the_quick_meta_schema_check_never_passes_what_jsonschema_refuses(schema) -> None:
+    import jsonschema
+
+    from analyzer.validate import _passes_meta_schema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+        refused = False
+    except jsonschema.SchemaError:
+        refused = True
+    assert not (refused and _passes_meta_schema(schema)), schema
 
 
 def test_schema_dir_problems_are_config_errors(tmp_path) -> None:
