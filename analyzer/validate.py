@@ -575,14 +575,7 @@ def _for_rust(schema: object) -> object:
         and (len(pattern) - len(_LOOKAHEAD_END) - len(pattern[: -len(_LOOKAHEAD_END)].rstrip("\\"))) % 2 == 0
     ):
         out["pattern"] = pattern[: -len(_LOOKAHEAD_END)] + "$"
-    for key, value in schema.items():
-        if key in _SUBSCHEMA:
-            out[key] = _for_rust(value)
-        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {k: _for_rust(v) for k, v in value.items()}
-        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_for_rust(v) for v in value]
-    return out
+    return _map_subschemas(out, _for_rust)
 
 
 def _engine(name: str) -> Engine:
@@ -611,14 +604,18 @@ def _without_false(schema: object) -> object:
         return {"not": {}}
     if not isinstance(schema, dict):
         return schema
-    out = dict(schema)
-    for key, value in schema.items():
+    return _map_subschemas(dict(schema), _without_false)
+
+
+def _map_subschemas(out: dict, fn) -> dict:
+    """``out`` (a copy of a schema object) with ``fn`` applied to each of its direct sub-schemas."""
+    for key, value in list(out.items()):
         if key in _SUBSCHEMA:
-            out[key] = _without_false(value)
+            out[key] = fn(value)
         elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {k: _without_false(v) for k, v in value.items()}
+            out[key] = {k: fn(v) for k, v in value.items()}
         elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_without_false(v) for v in value]
+            out[key] = [fn(v) for v in value]
     return out
 
 
