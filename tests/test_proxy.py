@@ -541,7 +541,7 @@ def test_upstream_refusing_tcp_gives_the_client_a_1014_close_and_an_error_row(tm
 @pytest.fixture(scope="module")
 def tls_cert(tmp_path_factory) -> tuple[str, str]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
+        pytest.fail("openssl is not installed: the wss tests make their certificate with it (apt-get install openssl)")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
