@@ -97,10 +97,10 @@ class Context:
 
     def claim(self, rows: Iterable[Row | Evidence]) -> None:
         for r in rows:
-            self.claimed.add(r.key if isinstance(r, Evidence) else evidence(r).key)
+            self.claimed.add(r.key if isinstance(r, Evidence) else row_key(r))
 
     def is_claimed(self, row: Row) -> bool:
-        return evidence(row).key in self.claimed
+        return row_key(row) in self.claimed
 
     @cached_property
     def bad_changes(self) -> list[Row]:
@@ -135,6 +135,13 @@ class Context:
         starts, ends = self._down_index
         i = bisect.bisect_right(starts, ts) - 1
         return not (i >= 0 and ts < ends[i])
+
+
+def row_key(row: Row) -> tuple:
+    """``evidence(row).key`` without making the Evidence (claims are checked for every row)."""
+    if row["table"] == "frames":
+        return ("frames", row.get("session_id"), row.get("seq"))
+    return (row["table"], row.get("file_id"), row.get("offset"))
 
 
 def evidence(row: Row) -> Evidence:
@@ -348,7 +355,7 @@ def _relation_of(row: Row) -> str | None:
 
 
 def _sent_key(sent: Row) -> tuple:
-    return evidence(sent).key, sent["ts"], sent.get("topic"), sent.get("reason")
+    return row_key(sent), sent["ts"], sent.get("topic"), sent.get("reason")
 
 
 def _arrived(ctx: Context, sent: Iterable[Row]) -> dict[tuple, bool]:
@@ -395,7 +402,7 @@ def _error_writes(ctx: Context, runs: list[list[Row]]) -> list[list[tuple[Row, R
         pairs, used = [], set()
         for err in run:
             for w in by_ts.get((k, err["ts"]), []):
-                key = evidence(w).key
+                key = row_key(w)
                 if key not in used:
                     used.add(key)
                     pairs.append((err, w))
@@ -485,7 +492,7 @@ def invalid_payload(ctx: Context) -> list[Incident]:
         extra = [r for r in logs if r["kind"] == kind and start - ctx.tolerance <= r["ts"] <= end + ctx.tolerance]
         if kind == "empty_record":
             extra += [b for b in bot_empty if start - ctx.tolerance <= b["ts"] <= end + ctx.tolerance]
-        used_logs.update(evidence(r).key for r in extra)
+        used_logs.update(row_key(r) for r in extra)
         ctx.claim(run + extra)
         problems = Counter(r["problem"] for r in run)
         top = ", ".join(f"{p} ({c})" for p, c in problems.most_common(3))
@@ -496,7 +503,7 @@ def invalid_payload(ctx: Context) -> list[Incident]:
             + ".",
             topics=[r["topic"] for r in run], extra=extra,
         ))
-    rest = [r for r in logs if evidence(r).key not in used_logs]
+    rest = [r for r in logs if row_key(r) not in used_logs]
     for run in bursts(rest, ctx.gap, key=lambda r: (r["kind"], r["topic"])):
         ctx.claim(run)
         kind = run[0]["kind"]
@@ -708,7 +715,7 @@ def subscription_attempts(ctx: Context) -> list[Attempt]:
             continue
         if topic in frame_topics:
             # the frames tell the story; the client's lines are more evidence for it
-            best = _closest_attempt(ctx, attempts, topic, r["ts"], ctx.tolerance, failed=r["signal"] != "sub_state" or r["state"] != "SUBSCRIBED")
+            best = _attempt_in_effect(ctx, attempts, topic, r["ts"], failed=r["signal"] != "sub_state" or r["state"] != "SUBSCRIBED")
             if best is not None:
                 best.rows.append(r)
             continue
@@ -774,6 +781,25 @@ def _closest_attempt(ctx: Context, attempts: list[Attempt], topic: str, ts: dt.d
     return best
 
 
+LOG_RESOLUTION = dt.timedelta(milliseconds=1)  # log lines carry milliseconds, cut down: a line may read up to 1 ms early
+
+
+def _attempt_in_effect(ctx: Context, attempts: list[Attempt], topic: str, ts: dt.datetime, failed: bool) -> Attempt | None:
+    """The attempt of ``topic`` a client line at ``ts`` reports on, when it has that outcome.
+
+    A client's line follows the frames it reports (the proxy sees a reply before the client does),
+    so it is about the last attempt made by then. When that attempt had the other outcome, the line
+    tells of something that happened to the channel later (a token that expired, a socket that
+    closed) and belongs to no attempt: the rule of that cause takes it. Only when no attempt was
+    made by then (the client's clock runs behind the proxy's) is the nearest one taken.
+    """
+    ordered = _attempt_index(ctx, attempts).get(topic, [])
+    i = bisect.bisect_right(ordered, ts + LOG_RESOLUTION, key=lambda a: a.ts) - 1
+    if i >= 0 and ts - ordered[i].ts <= ctx.tolerance + dt.timedelta(seconds=10):
+        return ordered[i] if ordered[i].failed == failed else None
+    return _closest_attempt(ctx, attempts, topic, ts, ctx.tolerance, failed)
+
+
 def _attempt_index(ctx: Context, attempts: list[Attempt]) -> dict[str, list[Attempt]]:
     """Attempts per topic sorted by time, kept on the context and rebuilt when the list grew."""
     cached = ctx._attempt_index
@@ -832,7 +858,10 @@ def auth(ctx: Context) -> list[Incident]:
     system = [r for r in ctx.query("rule_channel_frames") if r["event"] == "system" and r["status"] == "error"
               and _AUTH.search(r["message"] or "")]
     handshakes = [r for r in ctx.query("rule_lifecycle_frames") if r["kind"] == "error" and r["status"] in (401, 403)]
-    lines = [r for r in ctx.signals("auth_error", "connect_failed") if r["signal"] == "auth_error" or r["code"] in (401, 403)]
+    # the client's "channel T error: {... Token has expired ...}" line repeats a system message
+    lines = [r for r in ctx.signals("auth_error", "connect_failed", "channel_error")
+             if r["signal"] == "auth_error" or (r["signal"] == "connect_failed" and r["code"] in (401, 403))
+             or (r["signal"] == "channel_error" and _AUTH.search(r["text"] or ""))]
     lines = [r for r in lines if not ctx.is_claimed(r)]
     primary = rows + system + handshakes
     secondary = lines

@@ -91,6 +91,21 @@ def test_incident_day_incidents_in_story_order():
     assert esc["subscription_failures"]["value"] == 3.0
 
 
+def test_incident_day_evidence_belongs_to_its_incident():
+    """A client line is evidence for the attempt it reports on, not the next failure of the topic:
+    the channel error of the expired token (2.4 s before the tenant's refused rejoin) is the auth
+    incident's, and the tenant incident holds its three refused joins and nothing from before."""
+    report = build_report(DAY / "store").to_json()
+    by = {i["cause"]: i for i in report["incidents"]}
+    tenant, token = by["subscription_failure"], by["auth"]
+    start = dt.datetime.fromisoformat(tenant["start"])
+    assert all(dt.datetime.fromisoformat(e["ts"]) >= start - dt.timedelta(milliseconds=1) for e in tenant["evidence"])
+    assert not [e for e in tenant["evidence"] if "Token has expired" in e["text"]]
+    assert [e["source"] for e in tenant["evidence"] if e["text"].startswith("phx_join")] == ["proxy"] * 3
+    assert any(e["source"] == "realtime" and e["text"].startswith("channel realtime:public:orders error:")
+               and "Token has expired" in e["text"] for e in token["evidence"])
+
+
 # ---- make run ------------------------------------------------------------------------------------
 
 
