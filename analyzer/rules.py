@@ -387,28 +387,52 @@ def _arrival_counts(ctx: Context, windows: list[tuple | None]) -> list[int]:
 
 def _error_writes(ctx: Context, runs: list[list[Row]]) -> list[list[tuple[Row, Row]]]:
     """Per run of errors, pairs (error, write): each error with the latest write logged just before
-    it, each write once per run. One query for all runs (rule_error_writes.sql)."""
+    it, each write once per run (rule_error_writes.sql).
+
+    An error may need up to ``per`` candidates (the writes that earlier errors of its run took come
+    first), but almost always takes its first: the candidates are fetched :data:`FIRST_CANDIDATES`
+    per error, and only a run in which an error used up a cut-down list is fetched again in full.
+    The pairs are the same either way, since each list is a prefix of the full one.
+    """
     if not runs:
         return []
     tol_us = int(ctx.tolerance.total_seconds() * 1e6)
-    spec = [{"run": k, "ets": e["ts"], "per": 2 * len(run) if len(run) < 50 else 50}
-            for k, run in enumerate(runs) for e in run]
-    rows = ctx.query("rule_error_writes", {"errors": spec, "tol_us": tol_us})
-    by_ts: dict = {}
-    for r in rows:
-        by_ts.setdefault((r.pop("run"), r["ets"]), []).append(r)
-    out = []
-    for k, run in enumerate(runs):
+    per = {k: 2 * len(run) if len(run) < 50 else 50 for k, run in enumerate(runs)}
+
+    def candidates(ks: list[int], cut: bool) -> dict:
+        spec = [{"run": k, "ets": e["ts"], "per": min(per[k], FIRST_CANDIDATES) if cut else per[k]}
+                for k in ks for e in runs[k]]
+        by_ts: dict = {}
+        for r in ctx.query("rule_error_writes", {"errors": spec, "tol_us": tol_us}):
+            by_ts.setdefault((r.pop("run"), r["ets"]), []).append(r)
+        return by_ts
+
+    def pair(k: int, by_ts: dict, cut: bool) -> list[tuple[Row, Row]] | None:
         pairs, used = [], set()
-        for err in run:
-            for w in by_ts.get((k, err["ts"]), []):
+        for err in runs[k]:
+            found = by_ts.get((k, err["ts"]), [])
+            for w in found:
                 key = row_key(w)
                 if key not in used:
                     used.add(key)
                     pairs.append((err, w))
                     break
-        out.append(pairs)
+            else:
+                if cut and len(found) == min(per[k], FIRST_CANDIDATES) < per[k]:
+                    return None  # this error might have had another candidate past the cut
+        return pairs
+
+    first = candidates(list(range(len(runs))), cut=True)
+    out = [pair(k, first, cut=True) for k in range(len(runs))]
+    again = [k for k, pairs in enumerate(out) if pairs is None]
+    if again:
+        full = candidates(again, cut=False)
+        for k in again:
+            out[k] = pair(k, full, cut=False)
     return out
+
+
+FIRST_CANDIDATES = 3  # writes fetched per error at first (see _error_writes)
 
 
 # ---- payload_too_large / invalid_payload ------------------------------------------------------

@@ -412,6 +412,20 @@ def test_payload_missing_unknown_and_bursts(builder):
     assert incidents_of(report) == [("payload_missing", "unknown", 2), ("payload_missing", "unknown", 1)]
 
 
+def test_payload_missing_pairs_each_error_with_its_own_write(builder):
+    """Five writes, then five errors after the last: every error takes the nearest write no earlier
+    error took, down to the first write (more candidates than the rule fetches at first)."""
+    for k in range(5):
+        builder.log(k, f"inserted todo {900 + k} into public.todos (call back)")
+    for k in range(5):
+        _server(builder, 4.1 + k / 10)
+    (inc,) = build_report(builder.write()).incidents
+    assert (inc.cause, inc.count) == ("payload_missing", 5)
+    writes = [e.text for e in inc.evidence if e.source == "bot"]
+    assert sorted(writes) == [f"inserted todo {900 + k} into public.todos (call back)" for k in range(5)]
+    assert "public.todos" in inc.summary
+
+
 def test_payload_missing_sibling_atom(builder):
     builder.log(0, "UnableToBroadcastChanges: :payload_size_exceeded", source="server", level="error",
                 error_code="UnableToBroadcastChanges")
