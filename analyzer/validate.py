@@ -647,20 +647,15 @@ def _deep(texts: Sequence[str | bytes | None]) -> list[int]:
     Depth is at most the number of opening brackets, and valid JSON needs a closing one for
     each: only long payloads with many brackets get the exact scan of :func:`json_depth`.
     """
-    shortest = 2 * MAX_DEPTH
-    return [
-        i
-        for i, text in enumerate(texts)
-        if text is not None
-        and len(text) > shortest
-        and (
-            len(text) - len(text.translate(None, b"[{"))
-            if text.__class__ is bytes
-            else text.count("{") + text.count("[")
-        )
-        > MAX_DEPTH
-        and json_depth(text) > MAX_DEPTH
-    ]
+    return [i for i, text in enumerate(texts) if text is not None and _may_be_deep(text) and json_depth(text) > MAX_DEPTH]
+
+
+def _may_be_deep(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``text`` could be nested more than ``limit`` levels: it has more than ``limit``
+    opening brackets (each needs a closing one, so a shorter text cannot have them)."""
+    return len(text) > 2 * limit and (
+        len(text) - len(text.translate(None, b"[{")) if text.__class__ is bytes else text.count("{") + text.count("[")
+    ) > limit
 
 
 _RELATION = re.compile(r"^[^./\\\s][^/\\]*\.[^/\\]+$")
@@ -1041,14 +1036,10 @@ def _shallow_loads(text: bytes | str) -> object:
     """``orjson.loads(text)`` for a text that cannot be nested more than :data:`MAX_DEPTH` levels.
 
     Raises :class:`_MaybeDeep` without parsing when it might: depth is at most the number of
-    opening brackets, and valid JSON needs a closing one for each (the test of :func:`_deep`).
+    opening brackets, and valid JSON needs a closing one for each (:func:`_may_be_deep`).
     orjson itself refuses more than 1024 levels, so nothing recurses without bound either way.
     """
-    if len(text) > 2 * MAX_DEPTH and (
-        len(text) - len(text.translate(None, b"[{"))
-        if text.__class__ is bytes
-        else text.count("{") + text.count("[")
-    ) > MAX_DEPTH:
+    if _may_be_deep(text):
         raise _MaybeDeep
     return orjson.loads(text)
 
@@ -1098,7 +1089,7 @@ class _ColumnSharing:
             return _shallow_loads(text)
         rest = text[end:]
         # the list is 2 levels down and was found shallow: only the rest can go deeper
-        if len(rest) > 2 * (MAX_DEPTH - 2) and len(rest) - len(rest.translate(None, b"[{")) > MAX_DEPTH - 2:
+        if _may_be_deep(rest, MAX_DEPTH - 2):
             raise _MaybeDeep
         value = orjson.loads(self.HOLE + rest)
         data = value.get("data")
