@@ -62,3 +62,7 @@ CREATE OR REPLACE MACRO py_repr_text(r) AS
     CASE WHEN starts_with(r, '''') AND ends_with(r, '''')
          THEN replace(replace(replace(r[2:-2], '\\\\', chr(1)), '\''', ''''), chr(1), '\\')
     END;
+
+-- Whether a bot write names Realtime's own schema (realtime.messages, ...), not a table of the
+-- application: split_part(t, '.', 1) = 'realtime' without splitting every name. NULL for NULL.
+CREATE OR REPLACE MACRO realtime_relation(t) AS t = 'realtime' OR starts_with(t, 'realtime.');

@@ -14,9 +14,7 @@ w AS (
     SELECT ts, 'logs' AS "table", source, "offset", file_id, NULL::BIGINT AS seq, NULL::VARCHAR AS session_id,
            line AS text, table_name, op, record_id, epoch_us(ts) // (2 * $tol_us + 1) AS bucket
     FROM log_signals
-    WHERE signal = 'write' AND ts IS NOT NULL
-      -- not realtime.*: split_part(table_name, '.', 1) <> 'realtime', without splitting every name
-      AND coalesce(table_name, '') <> 'realtime' AND NOT starts_with(coalesce(table_name, ''), 'realtime.')
+    WHERE signal = 'write' AND ts IS NOT NULL AND NOT coalesce(realtime_relation(table_name), false)
 )
 SELECT e.run, e.ets, w.ts > e.ets AS after, w.* EXCLUDE (bucket)
 FROM e JOIN w ON w.bucket = e.bucket AND epoch_us(w.ts) BETWEEN epoch_us(e.ets) - $tol_us AND epoch_us(e.ets) + $tol_us

@@ -10,7 +10,7 @@ WITH w AS NOT MATERIALIZED (
            line AS text, table_name, op, record_id
     FROM log_signals
     WHERE signal = 'write' AND ts IS NOT NULL AND table_name IS NOT NULL AND op IS NOT NULL
-      AND table_name <> 'realtime' AND NOT starts_with(table_name, 'realtime.')  -- not realtime.*
+      AND NOT realtime_relation(table_name)
     UNION ALL
     SELECT ts, 'writes', source, "offset", file_id, NULL, NULL, text, table_name, op, record_id FROM expected_writes
 ),
