@@ -398,10 +398,10 @@ def _error_writes(ctx: Context, runs: list[list[Row]]) -> list[list[tuple[Row, R
         return []
     tol_us = int(ctx.tolerance.total_seconds() * 1e6)
     per = {k: 2 * len(run) if len(run) < 50 else 50 for k, run in enumerate(runs)}
+    cut_per = {k: min(n, FIRST_CANDIDATES) for k, n in per.items()}
 
     def candidates(ks: list[int], cut: bool) -> dict:
-        spec = [{"run": k, "ets": e["ts"], "per": min(per[k], FIRST_CANDIDATES) if cut else per[k]}
-                for k in ks for e in runs[k]]
+        spec = [{"run": k, "ets": e["ts"], "per": (cut_per if cut else per)[k]} for k in ks for e in runs[k]]
         by_ts: dict = {}
         for r in ctx.query("rule_error_writes", {"errors": spec, "tol_us": tol_us}):
             by_ts.setdefault((r.pop("run"), r["ets"]), []).append(r)
@@ -418,7 +418,7 @@ def _error_writes(ctx: Context, runs: list[list[Row]]) -> list[list[tuple[Row, R
                     pairs.append((err, w))
                     break
             else:
-                if cut and len(found) == min(per[k], FIRST_CANDIDATES) < per[k]:
+                if cut and len(found) == cut_per[k] < per[k]:
                     return None  # this error might have had another candidate past the cut
         return pairs
 
@@ -790,12 +790,16 @@ def _server_topic(topic: str | None) -> str | None:
     return topic if topic.startswith("realtime:") else "realtime:" + topic
 
 
+ATTEMPT_REACH = dt.timedelta(seconds=10)  # how far (beyond the tolerance) a client line may be from the attempt it reports on
+LOG_RESOLUTION = dt.timedelta(milliseconds=1)  # log lines carry milliseconds, cut down: a line may read up to 1 ms early
+
+
 def _closest_attempt(ctx: Context, attempts: list[Attempt], topic: str, ts: dt.datetime, tol: dt.timedelta,
                      failed: bool) -> Attempt | None:
-    """The attempt of ``topic`` nearest to ``ts`` (within tolerance + 10 s) with that outcome."""
+    """The attempt of ``topic`` nearest to ``ts`` (within ``tol`` + :data:`ATTEMPT_REACH`) with that outcome."""
     index = _attempt_index(ctx, attempts)
     ordered = index.get(topic, [])
-    reach = tol + dt.timedelta(seconds=10)
+    reach = tol + ATTEMPT_REACH
     lo = bisect.bisect_left(ordered, ts - reach, key=lambda a: a.ts)
     hi = bisect.bisect_right(ordered, ts + reach, key=lambda a: a.ts)
     best = None
@@ -803,9 +807,6 @@ def _closest_attempt(ctx: Context, attempts: list[Attempt], topic: str, ts: dt.d
         if a.failed == failed and (best is None or abs(a.ts - ts) < abs(best.ts - ts)):
             best = a
     return best
-
-
-LOG_RESOLUTION = dt.timedelta(milliseconds=1)  # log lines carry milliseconds, cut down: a line may read up to 1 ms early
 
 
 def _attempt_in_effect(ctx: Context, attempts: list[Attempt], topic: str, ts: dt.datetime, failed: bool) -> Attempt | None:
@@ -819,7 +820,7 @@ def _attempt_in_effect(ctx: Context, attempts: list[Attempt], topic: str, ts: dt
     """
     ordered = _attempt_index(ctx, attempts).get(topic, [])
     i = bisect.bisect_right(ordered, ts + LOG_RESOLUTION, key=lambda a: a.ts) - 1
-    if i >= 0 and ts - ordered[i].ts <= ctx.tolerance + dt.timedelta(seconds=10):
+    if i >= 0 and ts - ordered[i].ts <= ctx.tolerance + ATTEMPT_REACH:
         return ordered[i] if ordered[i].failed == failed else None
     return _closest_attempt(ctx, attempts, topic, ts, ctx.tolerance, failed)
 
