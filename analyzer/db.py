@@ -28,6 +28,7 @@ from recorder.store import TABLES, open_store
 # a SELECT too, since EXPLAIN ANALYZE runs it).
 _READ_ONLY_TYPES = {duckdb.StatementType.SELECT}
 _EXPLAIN = re.compile(r"\s*explain(?:\s+analyze)?\s+(.*)", re.IGNORECASE | re.DOTALL)
+STORE_VARIABLE = "rt_store"  # the store's path, for code that is handed only the connection
 _ALLOWED_HINT = "use SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN SELECT"
 
 
@@ -92,6 +93,7 @@ def connect(store: str | Path, *, read_only_sql: bool = False) -> duckdb.DuckDBP
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET VARIABLE {STORE_VARIABLE} = {_sql_string(str(root))}")  # for pin_window
         for table in TABLES:
             view = named_sql(f"view_{table}")
             con.execute(view.replace("{parts}", _sql_string(opened.part_glob(table))))

@@ -1,10 +1,10 @@
 """``build_report``: one store and a window in, one :class:`~analyzer.model.Report` out.
 
 Steps: open the store (:func:`analyzer.db.connect`), pin the views to the window (``frames``
-and ``logs`` become windowed views over the store's, renamed ``*_store``; then the derived views that parse JSON or
-match log patterns are materialised once as temporary tables of the same names, so each rule
-reads them without parsing again), run the rule registry, evaluate the escalation rules, and
-list the error-level records no rule explained. Nothing is written to the store.
+and ``logs`` become windowed views over the store's, renamed ``*_store``; the views that parse
+JSON or match log patterns read what the recorder derived when it wrote each part, see
+:func:`pin_window`), run the rule registry, evaluate the escalation rules, and list the
+error-level records no rule explained. Nothing is written to the store.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from pathlib import Path
 
 import duckdb
 
-from analyzer.db import connect, describe_duckdb_error
+from analyzer.db import STORE_VARIABLE, connect, describe_duckdb_error
 from analyzer.escalations import evaluate
 from analyzer.model import Report, Unclassified
 from analyzer.rules import Context, evidence, parse_writes, run_rules
 from analyzer.thresholds import Thresholds
+from analyzer.views import RECORDER_DERIVED
+from recorder.derive import derive_sql
 from recorder.errors import InputError, StoreError
+from recorder.store import Store, open_store
 
 CHART_BUCKETS = 60
 
@@ -46,20 +49,17 @@ def _lit(ts: dt.datetime) -> str:
 
 def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until: dt.datetime | None,
                thresholds: Thresholds) -> None:
-    """Restrict ``frames``/``logs`` to the window and materialise the derived views once.
+    """Restrict the views of ``con`` (made by :func:`analyzer.db.connect`) to the window, once.
 
     Without a window, log records without a time stay in (they are counted and can be
     unclassified); with one they cannot be placed in it and are left out.
 
-    ``log_signals``, ``changes``, ``control_frames`` (without ``raw``), ``sessions``, ``joins`` and
-    ``connections`` become temporary tables of the
-    same names (the views that read them then read the tables). Two are trimmed to what the
-    rules read, to keep a big window in memory: ``log_signals`` without ``message`` (rules read
-    its first line, ``line``), ``file``, ``logger`` and ``error_code`` (``reason`` carries the
-    code), and ``changes`` keeps for valid payloads only ``ts``, ``relation``,
-    ``type``, ``record_id`` and ``from_validator`` (the other columns are NULL there; invalid
-    payloads keep every column). ``heartbeats`` stays a view (the report asks it one question,
-    ``rule_heartbeat_timeouts.sql``).
+    ``frames`` and ``logs`` become windowed views over the store's (renamed ``*_store``). The
+    recorder's derived tables (``log_signals``, ``changes_base``, ``control_frames``) are read from
+    the files it wrote beside each part (:func:`_pin_derived`); ``control_frames``, ``sessions``,
+    ``joins`` and ``connections`` (small) become temporary tables of the same names, so that each
+    rule reads them without computing them again. ``heartbeats`` stays a view (the report asks it
+    one question, ``rule_heartbeat_timeouts.sql``).
     """
     cond = []
     if since is not None:
@@ -75,21 +75,34 @@ def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until:
         con.execute(f"ALTER VIEW {table} RENAME TO {table}_store")
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {table}_store WHERE {where}")
     con.execute(f"SET VARIABLE rt_join_timeout_s = {float(thresholds.analysis.join_timeout_s)}")
-    con.execute("CREATE OR REPLACE TEMP TABLE log_signals AS SELECT * EXCLUDE (message, file, logger, error_code) "
-                "FROM main.log_signals")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE changes AS SELECT {_CHANGES_KEPT} FROM main.changes")
-    con.execute("CREATE OR REPLACE TEMP TABLE control_frames AS SELECT * EXCLUDE (raw) FROM main.control_frames")
-    con.execute("CREATE OR REPLACE TEMP TABLE sessions AS SELECT * FROM main.sessions")  # read by joins and connections
-    con.execute("CREATE OR REPLACE TEMP TABLE joins AS SELECT * FROM main.joins")
-    con.execute("CREATE OR REPLACE TEMP TABLE connections AS SELECT * FROM main.connections")
+    store = open_store(con.execute(f"SELECT getvariable('{STORE_VARIABLE}')").fetchone()[0])
+    for view, (derived, table) in RECORDER_DERIVED.items():
+        _pin_derived(con, store, view, derived, table, where)
+    for view in ("control_frames", "sessions", "joins", "connections"):  # sessions: read by joins, connections
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}")
 
 
-_VALID_CHANGE_COLUMNS = ("ts", "relation", "type", "record_id", "errors", "problem", "kind", "from_validator")
-_CHANGES_KEPT = ", ".join(
-    c if c in _VALID_CHANGE_COLUMNS else f"CASE WHEN problem IS NOT NULL THEN {c} END AS {c}"
-    for c in ("ts", "session_id", "seq", "source", "topic", "schema_name", "table_name", "relation", "type",
-              "commit_timestamp", "record_id", "errors", "problem", "kind", "from_validator", "payload")
-)
+def _pin_derived(con: duckdb.DuckDBPyConnection, store: Store, view: str, derived: str, table: str,
+                 where: str) -> None:
+    """Point view ``view`` at the recorder's derived table ``derived`` of ``table``'s parts in the window.
+
+    Parts with derived files are read from them; the rows of the others (older parts, or a failed
+    derivation) are derived here by the same SQL, once, into a temporary table.
+    """
+    done, missing = store.derived_parts(table)
+    if not done:  # no derived files: derive every row of the window, once
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}")
+        return
+    pieces = [f"SELECT * FROM read_parquet({_sql_list(files[derived] for _, files in done)}) WHERE {where}"]
+    if missing:
+        rows = f"(SELECT * FROM read_parquet({_sql_list(missing)}, union_by_name = true) WHERE {where})"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_underived AS {derive_sql(derived, rows)}")
+        pieces.append(f"SELECT * FROM temp.{view}_underived")
+    con.execute(f"CREATE OR REPLACE VIEW main.{view} AS " + " UNION ALL BY NAME ".join(pieces))
+
+
+def _sql_list(paths) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 def build_report(

@@ -9,6 +9,8 @@ Layout::
     STORE/store.json                                 {"format": "rt-blackbox-store", "version": 1, ...}
     STORE/frames/date=YYYY-MM-DD/part-*.parquet
     STORE/logs/date=YYYY-MM-DD/part-*.parquet        (date=unknown for records whose time is unknown)
+    STORE/derived/v<N>/<name>/date=.../part-*.parquet derived tables of each part, same file name
+                                                     (recorder/derive.py: a cache the analyzer reads)
     STORE/_wal/<writer>/lock                         flock held while a recorder writes
     STORE/_wal/<writer>/wal-<segment>.log            write-ahead log (see below)
     STORE/_wal/<writer>/state.json                   commit point: last committed LSN, checkpoints
@@ -24,12 +26,18 @@ name and fsynced, then ``state.json`` is replaced atomically with the new commit
 checkpoints as of that LSN and the list of pending renames (the commit point), then the parts
 are renamed into place. Recovery redoes pending renames, deletes stray temporaries, and
 re-buffers WAL entries after the committed LSN: each acknowledged entry lands exactly once.
+
+Derived tables. With each part the commit writes its derived tables (recorder/derive.py) and
+renames them in the same commit, before the part: a reader that sees a part sees its derived
+tables too. They are never needed for correctness: when deriving fails, the part is committed
+without them (and the analyzer derives it when it reads it).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import struct
 import time
@@ -49,6 +57,9 @@ FORMAT = "rt-blackbox-store"
 VERSION = 1
 TABLES = ("frames", "logs")
 UNKNOWN_DATE = "unknown"
+DERIVED_DIR = "derived"
+
+log = logging.getLogger(__name__)
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -129,6 +140,27 @@ class Store:
     def part_files(self, table: str) -> list[Path]:
         return sorted(self.table_dir(table).glob("date=*/part-*.parquet"))
 
+    def derived_file(self, name: str, part: Path) -> Path:
+        """Where derived table ``name`` of ``part`` (a part file of this store) lives."""
+        from recorder.derive import DERIVE_VERSION
+
+        return self.path / DERIVED_DIR / f"v{DERIVE_VERSION}" / name / part.parent.name / part.name
+
+    def derived_parts(self, table: str) -> tuple[list[tuple[Path, dict[str, Path]]], list[Path]]:
+        """The parts of ``table`` split in two: those with every derived table (each with a
+        dict name -> derived file) and those without (to be derived by the reader)."""
+        from recorder.derive import DERIVED
+
+        names = DERIVED.get(table, ())
+        done, missing = [], []
+        for part in self.part_files(table):
+            files = {name: self.derived_file(name, part) for name in names}
+            if names and all(f.is_file() for f in files.values()):
+                done.append((part, files))
+            else:
+                missing.append(part)
+        return done, missing
+
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
     tmp = path.with_name("." + path.name + ".tmp")
@@ -201,6 +233,43 @@ def open_store(path: str | os.PathLike, create: bool = False) -> Store:
     except OSError as err:
         raise StoreError(f"{root}: cannot create store: {_describe_os_error(err)}") from None
     return Store(root, meta)
+
+
+def backfill_derived(path: str | os.PathLike) -> int:
+    """Write the derived tables (recorder/derive.py) of every part that lacks them; the number of parts.
+
+    For stores written before derived tables existed, or by a version whose derived tables
+    differ. Parts are only read; each derived file appears atomically (temporary name, fsync,
+    rename), so a reader or a running recorder never sees half of one.
+
+    Example::
+
+        backfill_derived("/var/lib/rt-store")  # then rt-analyze report reads them instead of deriving
+    """
+    from recorder.derive import ROW_GROUP_ROWS, derive_part
+
+    store = open_store(path)
+    done = 0
+    for table in TABLES:
+        for part in store.derived_parts(table)[1]:
+            try:
+                rows = pq.read_table(part)
+            except (OSError, pa.ArrowException) as err:
+                raise StoreError(f"{part}: cannot read the part ({err})") from None
+            for name, derived in derive_part(table, rows).items():
+                final = store.derived_file(name, part)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.with_name(f".tmp-backfill-{os.getpid()}-{final.name}")
+                pq.write_table(derived, tmp, compression="zstd", compression_level=1, row_group_size=ROW_GROUP_ROWS)
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, final)
+                _fsync_dir(final.parent)
+            done += 1
+    return done
 
 
 class WalReader:
@@ -525,10 +594,11 @@ class StoreWriter:
                 raise StoreError(f"{self.store.path}: committed part {final} is missing")
         keep = {final for _, final in pending_renames}
         prefix = f".tmp-part-{self.writer}-"
-        for table in TABLES:
-            for tmp in self.store.table_dir(table).glob(f"date=*/{prefix}*"):
-                if str(tmp.relative_to(self.store.path)) not in keep:
-                    tmp.unlink()
+        strays = [tmp for table in TABLES for tmp in self.store.table_dir(table).glob(f"date=*/{prefix}*")]
+        strays += (self.store.path / DERIVED_DIR).glob(f"*/*/date=*/{prefix}*")
+        for tmp in strays:
+            if str(tmp.relative_to(self.store.path)) not in keep:
+                tmp.unlink()
         if pending_renames:
             self._write_state([])
         self._next_lsn = self.committed_lsn + 1
@@ -551,6 +621,43 @@ class StoreWriter:
             self.recovered_entries += 1
         return entries.torn_at
 
+    def _write_part(self, rows: pa.Table, tmp: Path, row_group_size: int = 256_000) -> None:
+        pq.write_table(rows, tmp, compression=self.compression, compression_level=self.compression_level,
+                       row_group_size=row_group_size)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _rename_pair(self, final: Path) -> tuple[str, str]:
+        """(temporary, final) names of a file to commit, relative to the store."""
+        tmp = final.with_name(f".tmp-{final.name}")
+        return str(tmp.relative_to(self.store.path)), str(final.relative_to(self.store.path))
+
+    def _write_derived(self, table: str, rows: pa.Table, part: Path) -> list[tuple[str, str]]:
+        """Write the derived tables of ``part`` under temporary names; their renames.
+
+        Deriving is a cache: when it fails the part is still committed (without them), and
+        the failure is logged once per commit.
+        """
+        from recorder.derive import ROW_GROUP_ROWS, derive_part
+
+        try:
+            tables = derive_part(table, rows)
+        except Exception as err:  # noqa: BLE001 - a failed cache must not lose the record
+            log.warning("%s: derived tables of %s not written (%s); the analyzer derives them when reading",
+                        self.store.path, part.name, err)
+            return []
+        pairs = []
+        for name, derived in tables.items():
+            final = self.store.derived_file(name, part)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            pair = self._rename_pair(final)
+            self._write_part(derived, self.store.path / pair[0], ROW_GROUP_ROWS)
+            pairs.append(pair)
+        return pairs
+
     def _write_state(self, renames: list) -> None:
         _write_json_atomic(
             self.wal_dir / "state.json",
@@ -568,6 +675,7 @@ class StoreWriter:
         return out
 
     def _commit(self, pending: _Pending, last_lsn: int) -> None:
+        derived: list[tuple[str, str]] = []  # renamed before the parts (see the module docstring)
         renames: list[tuple[str, str]] = []
         token = uuid.uuid4().hex[:8]
         for table, tables in self._final_tables(pending).items():
@@ -576,24 +684,12 @@ class StoreWriter:
                 part_dir = self.store.table_dir(table) / f"date={date}"
                 part_dir.mkdir(parents=True, exist_ok=True)
                 name = f"part-{self.writer}-{last_lsn:012d}-{token}.parquet"
-                tmp = part_dir / f".tmp-{name}"
-                pq.write_table(
-                    part,
-                    tmp,
-                    compression=self.compression,
-                    compression_level=self.compression_level,
-                    row_group_size=256_000,
-                )
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                renames.append(
-                    (str(tmp.relative_to(self.store.path)), str((part_dir / name).relative_to(self.store.path)))
-                )
+                self._write_part(part, part_dir / f".tmp-{name}")
+                renames.append(self._rename_pair(part_dir / name))
+                derived += self._write_derived(table, part, part_dir / name)
                 self.rows_committed += part.num_rows
                 self.parts_committed += 1
+        renames = derived + renames
         self.committed_lsn = last_lsn
         self._write_state(renames)  # commit point
         dirs = set()

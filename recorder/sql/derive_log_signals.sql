@@ -1,6 +1,9 @@
--- log_signals: the log records the analyzer understands, one row each, with the fields its rules
--- need pulled out once (design.md "Incident report"; realtime-protocol.md §5.3, §6, §7.5, §8).
---
+-- log_signals: of the log records read from {rows} (the store's logs, or the rows of one part as it
+-- is committed), the ones the analyzer understands, one row each, with the fields its rules need
+-- pulled out once (design.md "Incident report"; realtime-protocol.md §5.3, §6, §7.5, §8). The
+-- recorder writes this beside each part it commits (recorder/derive.py); the analyzer runs it for
+-- parts without it. Columns: ts, source, file_id, "offset", level, line (the message's first line)
+-- and:
 -- signal      what the record says (NULL: nothing the analyzer knows; such rows are kept only when
 --             they are error-level, so that the report can list them as unclassified)
 -- topic       channel topic named by the line (realtime:...)
@@ -18,13 +21,12 @@
 -- "subscription state SUBSCRIBED for realtime:public:orders",
 -- "health check: realtime=connected subscription=SUBSCRIBED db=ok polling=off",
 -- "sent broadcast event=E topic=T payload=P" (P: JSON, NULL for SQL NULL, null for JSON null).
-CREATE OR REPLACE VIEW log_signals AS
 WITH base AS (
     SELECT
         ts, source, file, file_id, "offset", level, logger, error_code,
         CASE WHEN strpos(message, chr(10)) > 0 THEN left(message, strpos(message, chr(10)) - 1) ELSE message END AS line,
         message
-    FROM logs
+    FROM {rows}
     -- the client's frame dumps (most of a DEBUG log) have no signal (the first WHEN below) and are
     -- kept only when error-level: drop them before anything else is computed
     WHERE NOT coalesce(starts_with(message, 'send: ') OR starts_with(message, 'receive: ')
@@ -121,7 +123,7 @@ shaped AS (
 -- signals of the bulk of a log (health checks, writes, received changes) come first, so that their
 -- rows leave each CASE at once.
 SELECT
-    ts, source, file, file_id, "offset", level, logger, error_code, line, message, signal,
+    ts, source, file_id, "offset", level, line, signal,
     CASE
         WHEN signal IN ('health', 'write', 'received_change') THEN NULL
         WHEN signal IN ('join_error', 'join_timeout') THEN regexp_extract(line, 'for channel (\S+?):?(\s|$)', 1)
@@ -183,4 +185,4 @@ SELECT
         WHEN signal = 'sub_state' THEN regexp_extract(line, '^subscription state ([A-Z_]+)', 1)
     END AS state
 FROM shaped
-WHERE signal IS NOT NULL OR level IN ('error', 'critical');
+WHERE signal IS NOT NULL OR level IN ('error', 'critical')
