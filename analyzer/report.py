@@ -93,9 +93,10 @@ def _pin_derived(con: duckdb.DuckDBPyConnection, store: Store, view: str, derive
     if not done:  # no derived files: derive every row of the window, once
         con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}")
         return
-    pieces = [f"SELECT * FROM read_parquet({_sql_list(files[derived] for _, files in done)}) WHERE {where}"]
+    files = _sql_list(files[derived] for _, files in done)
+    pieces = [f"SELECT * FROM read_parquet({files}, hive_partitioning = false) WHERE {where}"]
     if missing:
-        rows = f"(SELECT * FROM read_parquet({_sql_list(missing)}, union_by_name = true) WHERE {where})"
+        rows = f"(SELECT * FROM read_parquet({_sql_list(missing)}, hive_partitioning = false, union_by_name = true) WHERE {where})"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_underived AS {derive_sql(derived, rows)}")
         pieces.append(f"SELECT * FROM temp.{view}_underived")
     con.execute(f"CREATE OR REPLACE VIEW main.{view} AS " + " UNION ALL BY NAME ".join(pieces))

@@ -256,7 +256,11 @@ def backfill_derived(path: str | os.PathLike) -> int:
                 rows = pq.read_table(part)
             except (OSError, pa.ArrowException) as err:
                 raise StoreError(f"{part}: cannot read the part ({err})") from None
-            for name, derived in derive_part(table, rows).items():
+            try:
+                tables = derive_part(table, rows)
+            except Exception as err:  # noqa: BLE001 - DuckDB's errors, said in one line
+                raise StoreError(f"{part}: cannot derive its tables ({str(err).splitlines()[0]})") from None
+            for name, derived in tables.items():
                 final = store.derived_file(name, part)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".tmp-backfill-{os.getpid()}-{final.name}")
