@@ -148,11 +148,9 @@ CHILD = textwrap.dedent(
     t = time.perf_counter()
     if what == "bare":
         import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from recorder.store import backfill_derived
-        duckdb.connect().execute(sys.argv[3]).fetchall()
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")  # it would print to stdout after 2 s
+        con.execute(sys.argv[3]).fetchall()
         extra = {{}}
     else:
         from analyzer.report import build_report
