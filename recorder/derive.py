@@ -1,16 +1,17 @@
 """Derived tables of a part: what the analyzer reads of each committed part, computed once.
 
-When :class:`recorder.store.StoreWriter` commits a part it also writes, beside it, the tables of
-:data:`DERIVED` for that part's rows (``STORE/derived/v1/<name>/date=D/<part name>``, see
+After :class:`recorder.store.StoreWriter` commits a part, a thread of the writer writes beside it
+the tables of :data:`DERIVED` for that part's rows (``STORE/derived/v1/<name>/date=D/<part name>``, see
 :meth:`recorder.store.Store.derived_file`): the log records the analyzer understands with their
 fields (``log_signals``), the postgres_changes frames flattened and checked (``changes``), the
 frames that steer a connection (``control_frames``) and the other frames the client cannot use
-(``bad_frames``). Parsing JSON payloads and matching log lines
-then happens once, when a record is written, instead of at every report.
+(``bad_frames``). Parsing JSON payloads and matching log lines then happens once, when a record
+is written, instead of at every report.
 
 They are a cache, never the record: the SQL in ``recorder/sql/derive_*.sql`` is the one
 definition, the analyzer runs the same SQL over parts that have no derived tables (parts written
-before they existed, or whose derivation failed), and :func:`backfill` writes them for such parts.
+before they existed, or whose derivation failed), and :func:`recorder.store.backfill_derived`
+(``rt-record derive``) writes them for such parts.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ def derive_part(table: str, rows: pa.Table) -> dict[str, pa.Table]:
             query = derive_sql(name, _PART_ROWS)
             if name in ORDER:
                 query = f"SELECT * FROM ({query}) ORDER BY {ORDER[name]}"
-            rel = cur.sql(query)
+            result = cur.sql(query)
             # to_arrow_table since DuckDB 1.4 (fetch_arrow_table, deprecated there, before)
-            out[name] = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
+            out[name] = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
         return out
     finally:
         cur.close()

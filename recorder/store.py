@@ -27,10 +27,11 @@ checkpoints as of that LSN and the list of pending renames (the commit point), t
 are renamed into place. Recovery redoes pending renames, deletes stray temporaries, and
 re-buffers WAL entries after the committed LSN: each acknowledged entry lands exactly once.
 
-Derived tables. With each part the commit writes its derived tables (recorder/derive.py) and
-renames them in the same commit, before the part: a reader that sees a part sees its derived
-tables too. They are never needed for correctness: when deriving fails, the part is committed
-without them (and the analyzer derives it when it reads it).
+Derived tables. After each commit a thread of the writer derives the tables of recorder/derive.py
+from the new parts and writes them beside them (temporary name, fsync, rename), while the next
+rows are read; ``close`` waits for it. They are never needed for correctness: a reader that
+finds a part without them (not derived yet, deriving failed, a crash in between) derives that
+part itself, and a writer that starts again derives its own parts that lack them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import struct
+import threading
 import time
 import uuid
 import zlib
@@ -235,6 +238,28 @@ def open_store(path: str | os.PathLike, create: bool = False) -> Store:
     return Store(root, meta)
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_derived(store: Store, table: str, rows: pa.Table, part: Path, tmp_prefix: str = ".tmp-") -> None:
+    """Derive the tables of ``part`` (of ``table``, holding ``rows``) and put each in place atomically."""
+    from recorder import derive
+
+    for name, derived in derive.derive_part(table, rows).items():
+        final = store.derived_file(name, part)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(tmp_prefix + final.name)
+        pq.write_table(derived, tmp, compression="zstd", compression_level=1, row_group_size=derive.ROW_GROUP_ROWS)
+        _fsync_file(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+
+
 def backfill_derived(path: str | os.PathLike) -> int:
     """Write the derived tables (recorder/derive.py) of every part that lacks them; the number of parts.
 
@@ -246,8 +271,6 @@ def backfill_derived(path: str | os.PathLike) -> int:
 
         backfill_derived("/var/lib/rt-store")  # then rt-analyze report reads them instead of deriving
     """
-    from recorder.derive import ROW_GROUP_ROWS, derive_part
-
     store = open_store(path)
     done = 0
     for table in TABLES:
@@ -257,23 +280,51 @@ def backfill_derived(path: str | os.PathLike) -> int:
             except (OSError, pa.ArrowException) as err:
                 raise StoreError(f"{part}: cannot read the part ({err})") from None
             try:
-                tables = derive_part(table, rows)
+                write_derived(store, table, rows, part, f".tmp-backfill-{os.getpid()}-")
+            except OSError:
+                raise
             except Exception as err:  # noqa: BLE001 - DuckDB's errors, said in one line
                 raise StoreError(f"{part}: cannot derive its tables ({str(err).splitlines()[0]})") from None
-            for name, derived in tables.items():
-                final = store.derived_file(name, part)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = final.with_name(f".tmp-backfill-{os.getpid()}-{final.name}")
-                pq.write_table(derived, tmp, compression="zstd", compression_level=1, row_group_size=ROW_GROUP_ROWS)
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, final)
-                _fsync_dir(final.parent)
             done += 1
     return done
+
+
+class _Deriver:
+    """A writer's thread that writes the derived tables of its committed parts, in order.
+
+    At most ``depth`` parts wait (a commit blocks beyond that, so memory stays bounded). A
+    failure is logged and leaves that part to be derived by its reader: never fatal.
+    """
+
+    def __init__(self, store: Store, writer: str, depth: int = 1) -> None:
+        self.store = store
+        self._jobs: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name=f"rt-record-derive-{writer}", daemon=True)
+        self._thread.start()
+
+    def submit(self, table: str, rows: pa.Table | None, part: Path) -> None:
+        """Derive ``part`` of ``table``; ``rows`` None reads the part back."""
+        self._jobs.put((table, rows, part))
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                table, rows, part = job
+                write_derived(self.store, table, pq.read_table(part) if rows is None else rows, part)
+            except Exception as err:  # noqa: BLE001 - a failed cache must not stop the recorder
+                log.warning("%s: derived tables of %s not written (%s); the analyzer derives them when reading",
+                            self.store.path, job[2].name, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            finally:
+                self._jobs.task_done()
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
 
 
 class WalReader:
@@ -396,6 +447,7 @@ class StoreWriter:
         self._segment = 0
         self._segment_size = 0
         self._closed = False
+        self._deriver: _Deriver | None = None
         self.wal_dir = self.store.path / "_wal" / writer
         try:
             self.wal_dir.mkdir(parents=True, exist_ok=True)
@@ -524,6 +576,9 @@ class StoreWriter:
 
     def _release(self) -> None:
         self._closed = True
+        if self._deriver is not None:  # its files belong to parts of this writer: finish them first
+            self._deriver.stop()
+            self._deriver = None
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
@@ -613,6 +668,12 @@ class StoreWriter:
                     fh.truncate(good)
         if self._pending.first_lsn is not None:
             self.flush()
+        # parts this writer committed whose derived tables a crash (or a failure) left unwritten
+        own = f"part-{self.writer}-"
+        for table in TABLES:
+            for part in self.store.derived_parts(table)[1]:
+                if part.name.startswith(own):
+                    self._derive(table, None, part)
 
     def _replay_segment(self, seg: Path) -> int | None:
         """Re-buffer entries after the committed LSN; return the good length if the tail is torn."""
@@ -625,42 +686,15 @@ class StoreWriter:
             self.recovered_entries += 1
         return entries.torn_at
 
-    def _write_part(self, rows: pa.Table, tmp: Path, row_group_size: int = 256_000) -> None:
+    def _write_part(self, rows: pa.Table, tmp: Path) -> None:
         pq.write_table(rows, tmp, compression=self.compression, compression_level=self.compression_level,
-                       row_group_size=row_group_size)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+                       row_group_size=256_000)
+        _fsync_file(tmp)
 
     def _rename_pair(self, final: Path) -> tuple[str, str]:
         """(temporary, final) names of a file to commit, relative to the store."""
         tmp = final.with_name(f".tmp-{final.name}")
         return str(tmp.relative_to(self.store.path)), str(final.relative_to(self.store.path))
-
-    def _write_derived(self, table: str, rows: pa.Table, part: Path) -> list[tuple[str, str]]:
-        """Write the derived tables of ``part`` under temporary names; their renames.
-
-        Deriving is a cache: when it fails the part is still committed (without them), and
-        the failure is logged once per commit.
-        """
-        from recorder.derive import ROW_GROUP_ROWS, derive_part
-
-        try:
-            tables = derive_part(table, rows)
-        except Exception as err:  # noqa: BLE001 - a failed cache must not lose the record
-            log.warning("%s: derived tables of %s not written (%s); the analyzer derives them when reading",
-                        self.store.path, part.name, err)
-            return []
-        pairs = []
-        for name, derived in tables.items():
-            final = self.store.derived_file(name, part)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            pair = self._rename_pair(final)
-            self._write_part(derived, self.store.path / pair[0], ROW_GROUP_ROWS)
-            pairs.append(pair)
-        return pairs
 
     def _write_state(self, renames: list) -> None:
         _write_json_atomic(
@@ -679,8 +713,8 @@ class StoreWriter:
         return out
 
     def _commit(self, pending: _Pending, last_lsn: int) -> None:
-        derived: list[tuple[str, str]] = []  # renamed before the parts (see the module docstring)
         renames: list[tuple[str, str]] = []
+        committed: list[tuple[str, pa.Table, Path]] = []
         token = uuid.uuid4().hex[:8]
         for table, tables in self._final_tables(pending).items():
             whole = pa.concat_tables(tables).cast(SCHEMAS[table])
@@ -690,10 +724,9 @@ class StoreWriter:
                 name = f"part-{self.writer}-{last_lsn:012d}-{token}.parquet"
                 self._write_part(part, part_dir / f".tmp-{name}")
                 renames.append(self._rename_pair(part_dir / name))
-                derived += self._write_derived(table, part, part_dir / name)
+                committed.append((table, part, part_dir / name))
                 self.rows_committed += part.num_rows
                 self.parts_committed += 1
-        renames = derived + renames
         self.committed_lsn = last_lsn
         self._write_state(renames)  # commit point
         dirs = set()
@@ -704,3 +737,10 @@ class StoreWriter:
             _fsync_dir(d)
         if renames:
             self._write_state([])
+        for table, part, path in committed:
+            self._derive(table, part, path)
+
+    def _derive(self, table: str, rows: pa.Table | None, part: Path) -> None:
+        if self._deriver is None:
+            self._deriver = _Deriver(self.store, self.writer)
+        self._deriver.submit(table, rows, part)

@@ -115,25 +115,30 @@ def test_a_failed_derivation_still_commits_the_part(tmp_path, monkeypatch, caplo
     assert got["counts"] == expected["counts"] and got["incidents"] == expected["incidents"]
 
 
-def test_a_commit_killed_before_its_commit_point_leaves_no_derived_temporaries(tmp_path, monkeypatch):
+def test_parts_a_crash_left_underived_are_derived_when_their_writer_starts_again(tmp_path, monkeypatch):
+    """The derived tables are written after the commit: a recorder killed in between leaves parts
+    without them (and perhaps a temporary); its next start derives its own parts and cleans up."""
     store = tmp_path / "s"
     builder = a_small_day(store)
-    w = StoreWriter(store, "t", flush_interval=3600)
-    w.append("logs", pa.Table.from_pylist(builder.logs, schema=store_mod.LOGS_SCHEMA))
-
-    def dying_state(*a, **k):
-        raise SystemExit("killed before the commit point")
-
-    monkeypatch.setattr(store_mod, "_write_json_atomic", dying_state)
-    with pytest.raises(SystemExit):
-        w.flush()
+    monkeypatch.setattr(store_mod._Deriver, "submit", lambda self, table, rows, part: None)  # dies first
+    with StoreWriter(store, "t") as w:
+        w.append("logs", pa.Table.from_pylist(builder.logs, schema=store_mod.LOGS_SCHEMA))
+    with StoreWriter(store, "other") as w:
+        w.append("frames", pa.Table.from_pylist(builder.frames, schema=store_mod.FRAMES_SCHEMA))
     monkeypatch.undo()
-    w._release()
-    assert list((store / store_mod.DERIVED_DIR).rglob(".tmp-*")), "the interrupted commit left its derived temporaries"
-    StoreWriter(store, "t").close()  # recovery: temporaries gone, the rows committed again with their tables
-    assert not list(store.rglob(".tmp-*"))
+    opened = open_store(store)
+    assert derived_files(store) == [] and len(parts_without_derived(store)) == 3
+    part = opened.part_files("logs")[0]
+    stray = opened.derived_file("log_signals", part).with_name(f".tmp-{part.name}")
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"half a file")
+    StoreWriter(store, "t").close()
+    assert not stray.exists()
+    left = parts_without_derived(store)
+    assert [p.parent.parent.name for p in left] == ["frames"], "writer t derived its logs parts, not another's frames"
+    assert len(derived_files(store)) == 2
+    StoreWriter(store, "other").close()
     assert parts_without_derived(store) == []
-    assert len(derived_files(store)) == len(open_store(store).part_files("logs")) == 2
 
 
 # ---- the report reads the same with and without them ---------------------------------------------
