@@ -47,6 +47,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,21 +273,26 @@ def backfill_derived(path: str | os.PathLike) -> int:
         backfill_derived("/var/lib/rt-store")  # then rt-analyze report reads them instead of deriving
     """
     store = open_store(path)
-    done = 0
-    for table in TABLES:
-        for part in store.derived_parts(table)[1]:
-            try:
-                rows = pq.read_table(part)
-            except (OSError, pa.ArrowException) as err:
-                raise StoreError(f"{part}: cannot read the part ({err})") from None
-            try:
-                write_derived(store, table, rows, part, f".tmp-backfill-{os.getpid()}-")
-            except OSError:
-                raise
-            except Exception as err:  # noqa: BLE001 - DuckDB's errors, said in one line
-                raise StoreError(f"{part}: cannot derive its tables ({str(err).splitlines()[0]})") from None
-            done += 1
-    return done
+    todo = [(table, part) for table in TABLES for part in store.derived_parts(table)[1]]
+
+    def derive_one(job: tuple[str, Path]) -> None:
+        table, part = job
+        try:
+            rows = pq.read_table(part)
+        except (OSError, pa.ArrowException) as err:
+            raise StoreError(f"{part}: cannot read the part ({err})") from None
+        try:
+            write_derived(store, table, rows, part, f".tmp-backfill-{os.getpid()}-")
+        except OSError as err:
+            raise StoreError(f"{part}: cannot write its derived tables: {_describe_os_error(err)}") from None
+        except Exception as err:  # noqa: BLE001 - DuckDB's errors, said in one line
+            raise StoreError(f"{part}: cannot derive its tables ({str(err).splitlines()[0]})") from None
+
+    # reading and writing files of one part while another is derived
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in pool.map(derive_one, todo):
+            pass
+    return len(todo)
 
 
 class _Deriver:
@@ -307,6 +313,10 @@ class _Deriver:
         self._jobs.put((table, rows, part))
 
     def _run(self) -> None:
+        try:  # below the recording itself: a proxy relays frames first, derives with the cores left
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while True:
             job = self._jobs.get()
             try:

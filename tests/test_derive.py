@@ -247,3 +247,10 @@ def test_rt_record_derive_bad_stores_are_one_line(tmp_path, capsys):
     part.write_bytes(b"not parquet at all")
     with pytest.raises(StoreError, match=f"{part.name}: cannot read the part"):
         backfill_derived(store)
+    # nowhere to write (a file where the derived folder goes): one line, exit 2
+    store = _copy(SCENARIOS / "rls" / "store", tmp_path / "store2")
+    (store / store_mod.DERIVED_DIR).write_text("in the way")
+    with pytest.raises(SystemExit) as exc:
+        record_main(["derive", "--store", str(store)])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and err.count("\n") == 1 and "cannot write its derived tables" in err, err
