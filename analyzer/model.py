@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from dataclasses import dataclass, field
 
 FORMAT = "rt-blackbox-report"
@@ -72,9 +73,38 @@ class Evidence:
         return obj
 
 
+def evidence_key(row: dict) -> tuple:
+    """``evidence_from_row(row).key`` without making the Evidence."""
+    if row["table"] == "frames":
+        return ("frames", row.get("session_id"), row.get("seq"))
+    return (row["table"], row.get("file_id"), row.get("offset"))
+
+
+def evidence_from_row(row: dict) -> Evidence:
+    """An :class:`Evidence` from a query row with the columns of ``rule_signals.sql``."""
+    text = row.get("text") or ""
+    if len(text) > 500:
+        text = text[:499] + "…"
+    return Evidence(
+        table=row["table"],
+        source=row.get("source"),
+        ts=row.get("ts"),
+        text=text,
+        offset=row.get("offset"),
+        seq=row.get("seq"),
+        session_id=row.get("session_id"),
+        file_id=row.get("file_id"),
+    )
+
+
 @dataclass
 class Incident:
-    """One incident of one cause: when, how often, which topics, why, and the rows behind it."""
+    """One incident of one cause: when, how often, which topics, why, and the rows behind it.
+
+    ``rows`` are the query rows that prove it (see :func:`evidence_from_row`); ``evidence``
+    makes them :class:`Evidence`, once each, on first use: a burst of 100,000 invalid frames is
+    one incident, and its report prints 20 of them.
+    """
 
     cause: str
     detail: str
@@ -83,11 +113,38 @@ class Incident:
     count: int
     summary: str
     topics: list[str] = field(default_factory=list)
-    evidence: list[Evidence] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list, repr=False, compare=False)
     id: str = ""
+    _evidence: list[Evidence] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def evidence(self) -> list[Evidence]:
+        """Every row that proves the incident, once each, in the order the rule gave them."""
+        if self._evidence is None:
+            self._evidence = [evidence_from_row(r) for r in self._unique_rows()]
+            self.rows = []
+        return self._evidence
+
+    @property
+    def evidence_count(self) -> int:
+        return len(self._evidence) if self._evidence is not None else len(self._unique_rows())
+
+    def _unique_rows(self) -> list[dict]:
+        first: dict[tuple, dict] = {}
+        for r in self.rows:
+            first.setdefault(evidence_key(r), r)
+        return list(first.values())
+
+    def _shown(self) -> tuple[list[Evidence], int]:
+        """The first MAX_EVIDENCE evidence rows in time order, and how many there are in all."""
+        if self._evidence is not None:
+            return sorted(self._evidence, key=_evidence_order)[:MAX_EVIDENCE], len(self._evidence)
+        unique = self._unique_rows()
+        first = heapq.nsmallest(MAX_EVIDENCE, unique, key=_row_order)  # = sorted(...)[:n], stable
+        return [evidence_from_row(r) for r in first], len(unique)
 
     def to_json(self) -> dict:
-        shown = sorted(self.evidence, key=_evidence_order)
+        shown, total = self._shown()
         obj = {
             "id": self.id,
             "cause": self.cause,
@@ -97,15 +154,24 @@ class Incident:
             "count": self.count,
             "topics": sorted(self.topics),
             "summary": self.summary,
-            "evidence": [e.to_json() for e in shown[:MAX_EVIDENCE]],
+            "evidence": [e.to_json() for e in shown],
         }
-        if len(shown) > MAX_EVIDENCE:
-            obj["evidence_omitted"] = len(shown) - MAX_EVIDENCE
+        if total > MAX_EVIDENCE:
+            obj["evidence_omitted"] = total - MAX_EVIDENCE
         return obj
 
 
+_NO_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 def _evidence_order(e: Evidence) -> tuple:
-    return (e.ts is None, e.ts or dt.datetime.min.replace(tzinfo=dt.UTC), e.table, e.source or "", e.offset or 0, e.seq or 0)
+    return (e.ts is None, e.ts or _NO_TIME, e.table, e.source or "", e.offset or 0, e.seq or 0)
+
+
+def _row_order(row: dict) -> tuple:
+    """``_evidence_order(evidence_from_row(row))``."""
+    ts = row.get("ts")
+    return (ts is None, ts or _NO_TIME, row["table"], row.get("source") or "", row.get("offset") or 0, row.get("seq") or 0)
 
 
 @dataclass

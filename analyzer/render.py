@@ -99,8 +99,8 @@ def render_text(report: Report, color: bool = False) -> str:
         for ev in shown[:5]:
             where = f"offset {ev['offset']}" if "offset" in ev else f"seq {ev['seq']}"
             lines.append(style(f"      {ev['ts']} {ev['table']}/{ev['source']} {where}: {_one_line(ev['text'], 110)}", "dim"))
-        if len(inc.evidence) > 5:
-            lines.append(style(f"      ... {len(inc.evidence) - 5} more evidence row(s) (--format json)", "dim"))
+        if inc.evidence_count > 5:
+            lines.append(style(f"      ... {inc.evidence_count - 5} more evidence row(s) (--format json)", "dim"))
     if report.unclassified:
         lines.append("")
         lines.append(style(f"Unclassified error records ({sum(u.count for u in report.unclassified)})", bold=True))

@@ -25,7 +25,7 @@ from functools import cached_property
 import duckdb
 
 from analyzer.db import named_sql
-from analyzer.model import Evidence, Incident
+from analyzer.model import Evidence, Incident, evidence_from_row, evidence_key
 from analyzer.thresholds import Thresholds
 
 Row = dict
@@ -137,28 +137,8 @@ class Context:
         return not (i >= 0 and ts < ends[i])
 
 
-def row_key(row: Row) -> tuple:
-    """``evidence(row).key`` without making the Evidence (claims are checked for every row)."""
-    if row["table"] == "frames":
-        return ("frames", row.get("session_id"), row.get("seq"))
-    return (row["table"], row.get("file_id"), row.get("offset"))
-
-
-def evidence(row: Row) -> Evidence:
-    """An :class:`Evidence` from a query row with the columns of ``rule_signals.sql``."""
-    text = row.get("text") or ""
-    if len(text) > 500:
-        text = text[:499] + "…"
-    return Evidence(
-        table=row["table"],
-        source=row.get("source"),
-        ts=row.get("ts"),
-        text=text,
-        offset=row.get("offset"),
-        seq=row.get("seq"),
-        session_id=row.get("session_id"),
-        file_id=row.get("file_id"),
-    )
+row_key = evidence_key  # claims are checked for every row: keyed without making Evidence
+evidence = evidence_from_row
 
 
 def bursts(rows: list[Row], gap: dt.timedelta, key: Callable[[Row], object] | None = None) -> list[list[Row]]:
@@ -180,10 +160,6 @@ def incident(cause: str, detail: str, rows: list[Row], summary: str, *, count: i
              topics: Iterable[str | None] = (), extra: Iterable[Row] = ()) -> Incident:
     """An incident spanning ``rows`` (its count unless given) with ``extra`` rows as more evidence."""
     times = [r["ts"] for r in rows if r.get("ts") is not None]
-    ev = {}
-    for r in list(rows) + list(extra):
-        e = evidence(r)
-        ev.setdefault(e.key, e)
     return Incident(
         cause=cause,
         detail=detail,
@@ -192,7 +168,7 @@ def incident(cause: str, detail: str, rows: list[Row], summary: str, *, count: i
         count=len(rows) if count is None else count,
         summary=summary,
         topics=sorted({t for t in topics if t}),
-        evidence=list(ev.values()),
+        rows=[*rows, *extra],
     )
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from analyzer.cli import main
 from analyzer.db import connect
+from analyzer.model import MAX_EVIDENCE
 from analyzer.report import build_report, pin_window
 from analyzer.thresholds import Thresholds, load_thresholds, thresholds_from_dict
 from recorder.errors import ConfigError, InputError
@@ -666,3 +667,20 @@ def test_stats_and_status_from_frames(builder, capsys):
     assert status["connection"]["connected"] is True
     assert status["last_heartbeat"] == {"sent": "2026-11-24T08:01:25Z", "replied": "2026-11-24T08:01:25.080Z", "rtt_ms": 80.0}
     assert status["channels"] == [{"topic": TOPIC, "state": "joined", "since": "2026-11-24T08:00:00.060Z", "from": "frames"}]
+
+
+def test_evidence_made_on_first_use_reads_as_made_at_once(builder):
+    """Incidents keep their query rows and make Evidence when asked: the JSON (first 20 in time
+    order, the rest counted) is the same before and after every row became Evidence."""
+    for i in range(30):  # one burst of 30 invalid changes, logged twice by the client for some
+        builder.change(1 + i * 0.1, record={})
+    incidents = build_report(SCENARIOS / "incident_day" / "store").incidents + build_report(builder.write()).incidents
+    lazy = [i for i in incidents if i._evidence is None]
+    assert any(len(i.rows) > MAX_EVIDENCE for i in lazy), "an incident with more rows than the report prints"
+    assert any(len(i.rows) > i.evidence_count for i in lazy), "an incident whose rows name one record twice"
+    for inc in lazy:
+        before, count = inc.to_json(), inc.evidence_count
+        made = inc.evidence
+        assert inc.to_json() == before and len(made) == count
+        assert len({e.key for e in made}) == len(made)
+        assert before.get("evidence_omitted", 0) == max(0, count - MAX_EVIDENCE)
