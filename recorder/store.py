@@ -176,10 +176,11 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    _fsync(path.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory (after a rename in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -239,14 +240,6 @@ def open_store(path: str | os.PathLike, create: bool = False) -> Store:
     return Store(root, meta)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_derived(store: Store, table: str, rows: pa.Table, part: Path, tmp_prefix: str = ".tmp-") -> None:
     """Derive the tables of ``part`` (of ``table``, holding ``rows``) and put each in place atomically."""
     from recorder import derive
@@ -256,9 +249,9 @@ def write_derived(store: Store, table: str, rows: pa.Table, part: Path, tmp_pref
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(tmp_prefix + final.name)
         pq.write_table(derived, tmp, compression="zstd", compression_level=1, row_group_size=derive.ROW_GROUP_ROWS)
-        _fsync_file(tmp)
+        _fsync(tmp)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        _fsync(final.parent)
 
 
 def backfill_derived(path: str | os.PathLike) -> int:
@@ -627,7 +620,7 @@ class StoreWriter:
         path = self.wal_dir / f"wal-{self._segment:010d}.log"
         self._wal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._segment_size = 0
-        _fsync_dir(self.wal_dir)
+        _fsync(self.wal_dir)
 
     def _rotate_segments(self) -> None:
         """Start a new WAL segment and delete the ones whose entries are all committed."""
@@ -699,7 +692,7 @@ class StoreWriter:
     def _write_part(self, rows: pa.Table, tmp: Path) -> None:
         pq.write_table(rows, tmp, compression=self.compression, compression_level=self.compression_level,
                        row_group_size=256_000)
-        _fsync_file(tmp)
+        _fsync(tmp)
 
     def _rename_pair(self, final: Path) -> tuple[str, str]:
         """(temporary, final) names of a file to commit, relative to the store."""
@@ -744,7 +737,7 @@ class StoreWriter:
             os.replace(self.store.path / tmp, self.store.path / final)
             dirs.add((self.store.path / final).parent)
         for d in dirs:
-            _fsync_dir(d)
+            _fsync(d)
         if renames:
             self._write_state([])
         for table, part, path in committed:
