@@ -46,7 +46,8 @@ def named_sql(name: str) -> str:
     return (resources.files("analyzer") / "sql" / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
+    """``text`` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -93,21 +94,21 @@ def connect(store: str | Path, *, read_only_sql: bool = False) -> duckdb.DuckDBP
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET VARIABLE {STORE_VARIABLE} = {_sql_string(str(root))}")  # for pin_window
+        con.execute(f"SET VARIABLE {STORE_VARIABLE} = {sql_string(str(root))}")  # for pin_window
         for table in TABLES:
             view = named_sql(f"view_{table}")
-            con.execute(view.replace("{parts}", _sql_string(opened.part_glob(table))))
+            con.execute(view.replace("{parts}", sql_string(opened.part_glob(table))))
         add_views(con, root)
         if read_only_sql:
             # DuckDB always allows its spill directory, by default ./.tmp of the working
             # directory: give it a private one so that nothing but the store can be read.
             spill = tempfile.mkdtemp(prefix="rt-analyze-")
             weakref.finalize(con, shutil.rmtree, spill, ignore_errors=True)
-            con.execute(f"SET temp_directory = {_sql_string(spill)}")
+            con.execute(f"SET temp_directory = {sql_string(spill)}")
             readable = [root / table for table in TABLES]
             if verdict_glob(root) is not None:
                 readable.append(root / VERDICTS_DIR)
-            allowed = ", ".join(_sql_string(f"{path}/") for path in readable)
+            allowed = ", ".join(sql_string(f"{path}/") for path in readable)
             con.execute(f"SET allowed_directories = [{allowed}]")
             con.execute("SET allow_community_extensions = false")
             con.execute("SET autoinstall_known_extensions = false")

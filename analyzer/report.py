@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from analyzer.db import STORE_VARIABLE, connect, describe_duckdb_error
+from analyzer.db import STORE_VARIABLE, connect, describe_duckdb_error, sql_string
 from analyzer.escalations import evaluate
 from analyzer.model import Report, Unclassified
 from analyzer.rules import Context, evidence, parse_writes, run_rules
@@ -55,7 +55,7 @@ def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until:
     unclassified); with one they cannot be placed in it and are left out.
 
     ``frames`` and ``logs`` become windowed views over the store's (renamed ``*_store``). The
-    recorder's derived tables (``log_signals``, ``changes_base``, ``control_frames``) are read from
+    recorder's derived tables (``log_signals``, ``changes_base``, ``control_frames``, ``bad_frames``) are read from
     the files it wrote beside each part (:func:`_pin_derived`); ``control_frames``, ``sessions``,
     ``joins`` and ``connections`` (small) become temporary tables of the same names, so that each
     rule reads them without computing them again. ``heartbeats`` stays a view (the report asks it
@@ -93,8 +93,8 @@ def _pin_derived(con: duckdb.DuckDBPyConnection, store: Store, view: str, derive
     if not done:  # no derived files: derive every row of the window, once
         con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}")
         return
-    files = _sql_list(files[derived] for _, files in done)
-    pieces = [f"SELECT * FROM read_parquet({files}, hive_partitioning = false) WHERE {where}"]
+    derived_files = _sql_list(by_name[derived] for _, by_name in done)
+    pieces = [f"SELECT * FROM read_parquet({derived_files}, hive_partitioning = false) WHERE {where}"]
     if missing:
         rows = f"(SELECT * FROM read_parquet({_sql_list(missing)}, hive_partitioning = false, union_by_name = true) WHERE {where})"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_underived AS {derive_sql(derived, rows)}")
@@ -103,7 +103,7 @@ def _pin_derived(con: duckdb.DuckDBPyConnection, store: Store, view: str, derive
 
 
 def _sql_list(paths) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    return "[" + ", ".join(sql_string(str(p)) for p in paths) + "]"
 
 
 def build_report(
