@@ -32,24 +32,19 @@ def verdict_glob(root: Path) -> str | None:
     return None
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def view_sql(name: str, root: Path) -> str:
-    """The CREATE VIEW statement of derived view ``name`` for the store at ``root``."""
-    from analyzer.db import named_sql
+def _view_sql(name: str, glob: str | None) -> str:
+    """The CREATE VIEW statement of derived view ``name``; ``glob``: :func:`verdict_glob` of the store."""
+    from analyzer.db import named_sql, sql_string
 
     if name in RECORDER_DERIVED:
         derived, table = RECORDER_DERIVED[name]
         return f"CREATE OR REPLACE VIEW {name} AS\n{derive_sql(derived, table)}"
-    glob = verdict_glob(root)
     text = named_sql(f"view_{name}")
     if name == "verdicts":
         union = ""
         if glob is not None:
             # every column of the files: one written before error_kind existed reads it as NULL
-            union = f"UNION ALL BY NAME SELECT * FROM read_parquet({_quote(glob)}, union_by_name = true)"
+            union = f"UNION ALL BY NAME SELECT * FROM read_parquet({sql_string(glob)}, union_by_name = true)"
         return text.replace("{verdicts_union}", union)
     if name == "changes":
         # the recorder's changes keep the payload of invalid ones only: fetch it for frames that
@@ -71,5 +66,6 @@ def add_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 
     con.execute(macros_sql())
     con.execute(named_sql("macros"))
+    glob = verdict_glob(root)
     for name in DERIVED_VIEWS:
-        con.execute(view_sql(name, root))
+        con.execute(_view_sql(name, glob))
