@@ -57,8 +57,8 @@ def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until:
     ``frames`` and ``logs`` become windowed views over the store's (renamed ``*_store``). The
     recorder's derived tables (``log_signals``, ``changes_base``, ``control_frames``, ``bad_frames``) are read from
     the files it wrote beside each part (:func:`_pin_derived`); ``control_frames``, ``sessions``,
-    ``joins`` and ``connections`` (small) become temporary tables of the same names, so that each
-    rule reads them without computing them again. ``heartbeats`` stays a view (the report asks it
+    ``joins`` and ``connections`` (small) become temporary tables of the same names, once each, so
+    that each rule reads them without computing them again. ``heartbeats`` stays a view (the report asks it
     one question, ``rule_heartbeat_timeouts.sql``).
     """
     cond = []
@@ -78,8 +78,12 @@ def pin_window(con: duckdb.DuckDBPyConnection, since: dt.datetime | None, until:
     store = open_store(con.execute(f"SELECT getvariable('{STORE_VARIABLE}')").fetchone()[0])
     for view, (derived, table) in RECORDER_DERIVED.items():
         _pin_derived(con, store, view, derived, table, where)
-    for view in ("control_frames", "sessions", "joins", "connections"):  # sessions: read by joins, connections
+    for view in ("sessions", "joins", "connections"):  # sessions: read by joins and connections
         con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}")
+
+
+# derived views read by many rules and small: a temporary table even when read from derived files
+_MATERIALISED = ("control_frames",)
 
 
 def _pin_derived(con: duckdb.DuckDBPyConnection, store: Store, view: str, derived: str, table: str,
@@ -90,16 +94,16 @@ def _pin_derived(con: duckdb.DuckDBPyConnection, store: Store, view: str, derive
     derivation) are derived here by the same SQL, once, into a temporary table.
     """
     done, missing = store.derived_parts(table)
-    if not done:  # no derived files: derive every row of the window, once
+    if done:
+        derived_files = _sql_list(by_name[derived] for _, by_name in done)
+        pieces = [f"SELECT * FROM read_parquet({derived_files}, hive_partitioning = false) WHERE {where}"]
+        if missing:
+            rows = f"(SELECT * FROM read_parquet({_sql_list(missing)}, hive_partitioning = false, union_by_name = true) WHERE {where})"
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_underived AS {derive_sql(derived, rows)}")
+            pieces.append(f"SELECT * FROM temp.{view}_underived")
+        con.execute(f"CREATE OR REPLACE VIEW main.{view} AS " + " UNION ALL BY NAME ".join(pieces))
+    if not done or view in _MATERIALISED:  # no derived files: derive every row of the window, once
         con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}")
-        return
-    derived_files = _sql_list(by_name[derived] for _, by_name in done)
-    pieces = [f"SELECT * FROM read_parquet({derived_files}, hive_partitioning = false) WHERE {where}"]
-    if missing:
-        rows = f"(SELECT * FROM read_parquet({_sql_list(missing)}, hive_partitioning = false, union_by_name = true) WHERE {where})"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_underived AS {derive_sql(derived, rows)}")
-        pieces.append(f"SELECT * FROM temp.{view}_underived")
-    con.execute(f"CREATE OR REPLACE VIEW main.{view} AS " + " UNION ALL BY NAME ".join(pieces))
 
 
 def _sql_list(paths) -> str:
