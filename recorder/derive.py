@@ -16,6 +16,7 @@ before they existed, or whose derivation failed), and :func:`recorder.store.back
 
 from __future__ import annotations
 
+import functools
 import threading
 from importlib import resources
 
@@ -38,6 +39,7 @@ _db: duckdb.DuckDBPyConnection | None = None
 _db_lock = threading.Lock()
 
 
+@functools.cache  # read once per process: a recorder derives at every commit
 def sql_text(name: str) -> str:
     """The text of ``recorder/sql/<name>.sql``."""
     return (resources.files("recorder") / "sql" / f"{name}.sql").read_text(encoding="utf-8")
@@ -59,7 +61,6 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     with _db_lock:
         if _db is None:
             db = duckdb.connect(":memory:")
-            db.execute("SET TimeZone = 'UTC'")
             db.execute(macros_sql())
             _db = db
         return _db.cursor()
@@ -77,7 +78,7 @@ def derive_part(table: str, rows: pa.Table) -> dict[str, pa.Table]:
         return {}
     cur = _cursor()
     try:
-        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute("SET TimeZone = 'UTC'")  # a setting of each cursor (its own client context)
         cur.register(_PART_ROWS, rows)
         out = {}
         for name in names:
