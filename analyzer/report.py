@@ -18,8 +18,8 @@ import duckdb
 
 from analyzer.db import STORE_VARIABLE, connect, describe_duckdb_error, sql_string
 from analyzer.escalations import evaluate
-from analyzer.model import Report, Unclassified
-from analyzer.rules import Context, evidence, parse_writes, run_rules
+from analyzer.model import Report, Unclassified, evidence_from_row
+from analyzer.rules import Context, parse_writes, run_rules
 from analyzer.thresholds import Thresholds
 from analyzer.views import RECORDER_DERIVED
 from recorder.derive import derive_sql
@@ -197,7 +197,7 @@ _MASK = re.compile(r"\d+")
 def _unclassified(ctx: Context) -> list[Unclassified]:
     groups: dict[tuple, Unclassified] = {}
     for row in ctx.query("rule_unclassified"):
-        ev = evidence(row)
+        ev = evidence_from_row(row)
         if ev.key in ctx.claimed:
             continue
         pattern = _MASK.sub("N", (row["text"] or "").strip())[:160]

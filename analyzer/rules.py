@@ -97,10 +97,10 @@ class Context:
 
     def claim(self, rows: Iterable[Row | Evidence]) -> None:
         for r in rows:
-            self.claimed.add(r.key if isinstance(r, Evidence) else row_key(r))
+            self.claimed.add(r.key if isinstance(r, Evidence) else evidence_key(r))
 
     def is_claimed(self, row: Row) -> bool:
-        return row_key(row) in self.claimed
+        return evidence_key(row) in self.claimed
 
     @cached_property
     def bad_changes(self) -> list[Row]:
@@ -135,10 +135,6 @@ class Context:
         starts, ends = self._down_index
         i = bisect.bisect_right(starts, ts) - 1
         return not (i >= 0 and ts < ends[i])
-
-
-row_key = evidence_key  # claims are checked for every row: keyed without making Evidence
-evidence = evidence_from_row
 
 
 def bursts(rows: list[Row], gap: dt.timedelta, key: Callable[[Row], object] | None = None) -> list[list[Row]]:
@@ -331,7 +327,7 @@ def _relation_of(row: Row) -> str | None:
 
 
 def _sent_key(sent: Row) -> tuple:
-    return row_key(sent), sent["ts"], sent.get("topic"), sent.get("reason")
+    return evidence_key(sent), sent["ts"], sent.get("topic"), sent.get("reason")
 
 
 def _arrived(ctx: Context, sent: Iterable[Row]) -> dict[tuple, bool]:
@@ -388,7 +384,7 @@ def _error_writes(ctx: Context, runs: list[list[Row]]) -> list[list[tuple[Row, R
         for err in runs[k]:
             found = by_ts.get((k, err["ts"]), [])
             for w in found:
-                key = row_key(w)
+                key = evidence_key(w)
                 if key not in used:
                     used.add(key)
                     pairs.append((err, w))
@@ -492,7 +488,7 @@ def invalid_payload(ctx: Context) -> list[Incident]:
         extra = [r for r in logs if r["kind"] == kind and start - ctx.tolerance <= r["ts"] <= end + ctx.tolerance]
         if kind == "empty_record":
             extra += [b for b in bot_empty if start - ctx.tolerance <= b["ts"] <= end + ctx.tolerance]
-        used_logs.update(row_key(r) for r in extra)
+        used_logs.update(evidence_key(r) for r in extra)
         ctx.claim(run + extra)
         problems = Counter(r["problem"] for r in run)
         top = ", ".join(f"{p} ({c})" for p, c in problems.most_common(3))
@@ -503,7 +499,7 @@ def invalid_payload(ctx: Context) -> list[Incident]:
             + ".",
             topics=[r["topic"] for r in run], extra=extra,
         ))
-    rest = [r for r in logs if row_key(r) not in used_logs]
+    rest = [r for r in logs if evidence_key(r) not in used_logs]
     for run in bursts(rest, ctx.gap, key=lambda r: (r["kind"], r["topic"])):
         ctx.claim(run)
         kind = run[0]["kind"]
@@ -839,7 +835,7 @@ def subscription_failure(ctx: Context) -> list[Incident]:
     for r in reported:  # the bot's own "N consecutive attempts failed" lines belong to the failures they count
         for inc in out:
             if inc.start and inc.start - ctx.tolerance <= r["ts"] <= inc.end + ctx.gap:
-                inc.evidence.append(evidence(r))
+                inc.evidence.append(evidence_from_row(r))
                 ctx.claim([r])
                 break
     return out
