@@ -141,8 +141,9 @@ class Store:
         """Glob matching every committed part of ``table`` (temporaries never match)."""
         return str(self.path / table / "date=*" / "part-*.parquet")
 
-    def part_files(self, table: str) -> list[Path]:
-        return sorted(self.table_dir(table).glob("date=*/part-*.parquet"))
+    def part_files(self, table: str, writer: str | None = None) -> list[Path]:
+        """The committed parts of ``table`` (only those ``writer`` wrote, when given)."""
+        return sorted(self.table_dir(table).glob(f"date=*/part-{writer + '-' if writer else ''}*.parquet"))
 
     def derived_file(self, name: str, part: Path) -> Path:
         """Where derived table ``name`` of ``part`` (a part file of this store) lives."""
@@ -150,14 +151,14 @@ class Store:
 
         return self.path / DERIVED_DIR / f"v{DERIVE_VERSION}" / name / part.parent.name / part.name
 
-    def derived_parts(self, table: str) -> tuple[list[tuple[Path, dict[str, Path]]], list[Path]]:
-        """The parts of ``table`` split in two: those with every derived table (each with a
-        dict name -> derived file) and those without (to be derived by the reader)."""
+    def derived_parts(self, table: str, writer: str | None = None) -> tuple[list[tuple[Path, dict[str, Path]]], list[Path]]:
+        """The parts of ``table`` (of ``writer``, when given) split in two: those with every derived
+        table (each with a dict name -> derived file) and those without (to be derived by the reader)."""
         from recorder.derive import DERIVED
 
         names = DERIVED.get(table, ())
         done, missing = [], []
-        for part in self.part_files(table):
+        for part in self.part_files(table, writer):
             files = {name: self.derived_file(name, part) for name in names}
             if names and all(f.is_file() for f in files.values()):
                 done.append((part, files))
@@ -672,11 +673,9 @@ class StoreWriter:
         if self._pending.first_lsn is not None:
             self.flush()
         # parts this writer committed whose derived tables a crash (or a failure) left unwritten
-        own = f"part-{self.writer}-"
         for table in TABLES:
-            for part in self.store.derived_parts(table)[1]:
-                if part.name.startswith(own):
-                    self._derive(table, None, part)
+            for part in self.store.derived_parts(table, self.writer)[1]:
+                self._derive(table, None, part)
 
     def _replay_segment(self, seg: Path) -> int | None:
         """Re-buffer entries after the committed LSN; return the good length if the tail is torn."""
